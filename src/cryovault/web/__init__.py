@@ -1,0 +1,1 @@
+"""HTTP layer: the JSON API and the portal pages."""

@@ -1,0 +1,52 @@
+"""FastAPI application factory: mounts the API and the portal pages."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cryovault import __version__
+from cryovault.db.engine import make_engine, make_sessionmaker
+from cryovault.db.migrate import upgrade
+from cryovault.jobs.runner import resume_pending
+from cryovault.settings import Settings
+from cryovault.web import errors
+from cryovault.web.api import router as api_router
+from cryovault.web.ui.pages import router as ui_router
+from cryovault.workspace import deletion  # noqa: F401  (registers the deletion job handler)
+
+
+def create_app(settings: Settings | None = None, *, resume_jobs: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.effective_database_url)
+    if settings.auto_upgrade:
+        upgrade(engine)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if resume_jobs:
+            # Jobs a crashed process left behind run again, in the background (OPS-3).
+            threading.Thread(target=resume_pending, args=(app.state.sessions,),
+                             name="cryovault-resume-jobs", daemon=True).start()
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="cryovault",
+        version=__version__,
+        description="Data management and workflow orchestration for cryo-EM facilities.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    errors.install(app)
+    app.include_router(api_router)
+    app.include_router(ui_router)
+
+    return app

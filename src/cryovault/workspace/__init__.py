@@ -1,0 +1,1 @@
+"""The workspace hierarchy: rules, templates, statuses and the element services."""

@@ -1,0 +1,60 @@
+"""Deletion of an element and its whole subtree (SPEC WS-6): marked at once, removed by a job."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from cryovault.access.actor import Actor
+from cryovault.access.guard import require_access
+from cryovault.access.levels import OWNER
+from cryovault.db.elements import Element, ElementAncestor
+from cryovault.db.jobs import Job
+from cryovault.errors import Conflict, Invalid
+from cryovault.jobs.records import create_job
+from cryovault.jobs.runner import register_handler
+from cryovault.workspace.templates import get_template
+
+DELETE_JOB = "delete"
+
+
+def request_deletion(db: Session, actor: Actor, element_id: uuid.UUID) -> Job:
+    """Mark the subtree as deleting (greyed out, 409 on use) and register the deletion job."""
+    element, _ = require_access(db, actor, element_id, OWNER, "delete")
+    if element.kind == "step" and element.parent_id is not None:
+        workflow = db.get(Element, element.parent_id)
+        if workflow is not None and get_template(workflow.workflow_type or "free").steps:
+            raise Invalid("the steps of a template workflow cannot be deleted on their own; "
+                          "delete the workflow or the step's datasets and files")
+    # The flag on the element itself is set first and guarded, so two concurrent requests
+    # cannot both start a deletion.
+    marked = db.execute(
+        update(Element)
+        .where(Element.id == element_id, Element.deleting.is_(False))
+        .values(deleting=True)
+        .execution_options(synchronize_session=False)
+    )
+    if marked.rowcount != 1:
+        raise Conflict(f"{element.kind} {element.name!r} is already being deleted")
+    subtree = select(ElementAncestor.element_id).where(ElementAncestor.ancestor_id == element_id)
+    db.execute(
+        update(Element)
+        .where(Element.id.in_(subtree))
+        .values(deleting=True)
+        .execution_options(synchronize_session=False)
+    )
+    job = create_job(db, DELETE_JOB, actor, element)
+    db.flush()
+    return job
+
+
+def _run_deletion(db: Session, job: Job) -> None:
+    # One statement: children, closure rows and permission sets go by ON DELETE CASCADE, so a
+    # crash leaves either the whole subtree or nothing.
+    if job.element_id is not None:
+        db.execute(delete(Element).where(Element.id == job.element_id))
+
+
+register_handler(DELETE_JOB, _run_deletion)
