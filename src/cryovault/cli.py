@@ -74,8 +74,12 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
          ) -> None:
     """Set up a demo instance (admin account, example tree) and serve it."""
     from cryovault.access.actor import Actor
-    from cryovault.access.users import BUILTIN_ADMIN, ensure_builtin_admin, find_by_login, \
-        set_password
+    from cryovault.access.users import (
+        BUILTIN_ADMIN,
+        ensure_builtin_admin,
+        find_by_login,
+        set_password,
+    )
     from cryovault.workspace.demo import build_demo_tree
 
     settings = Settings(data_dir=data_dir)

@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     session_idle_minutes: int = Field(default=12 * 60, ge=1)
     session_max_hours: int = Field(default=7 * 24, ge=1)
     auto_upgrade: bool = Field(default=True, description="Run migrations when the server starts")
-    cookie_secure: bool = Field(default=False, description="Send the session cookie over HTTPS only")
+    cookie_secure: bool = Field(default=False, description="Session cookie over HTTPS only")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 

@@ -1,13 +1,13 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-24 18:32:11.217169
 """
-from alembic import op
 import sqlalchemy as sa
-import cryovault.db.base
+from alembic import op
 
+import cryovault.db.base
 
 revision = '0001'
 down_revision = None
