@@ -83,3 +83,18 @@ class AclGrant(Base):
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     level: Mapped[int] = mapped_column(SmallInteger)
+
+
+class RecentVisit(Base):
+    """When a user last opened an element: the dashboard's "recently used" (PLT-1)."""
+
+    __tablename__ = "recent_visits"
+    __table_args__ = (Index("ix_recent_visits_user_time", "user_id", "visited_at"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    element_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("elements.id", ondelete="CASCADE"), primary_key=True
+    )
+    visited_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from cryovault import __version__
 from cryovault.db.engine import make_engine, make_sessionmaker
@@ -15,7 +16,8 @@ from cryovault.jobs.runner import resume_pending
 from cryovault.settings import Settings
 from cryovault.web import errors
 from cryovault.web.api import router as api_router
-from cryovault.web.ui.pages import router as ui_router
+from cryovault.web.ui import routers as ui_routers
+from cryovault.web.ui.common import UI_DIR
 from cryovault.workspace import deletion  # noqa: F401  (registers the deletion job handler)
 
 
@@ -47,6 +49,8 @@ def create_app(settings: Settings | None = None, *, resume_jobs: bool = True) ->
     app.state.sessions = make_sessionmaker(engine)
     errors.install(app)
     app.include_router(api_router)
-    app.include_router(ui_router)
+    for router in ui_routers:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=UI_DIR / "static"), name="static")
 
     return app

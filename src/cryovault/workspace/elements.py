@@ -19,7 +19,7 @@ from cryovault.access.actor import Actor
 from cryovault.access.guard import require_access
 from cryovault.access.levels import CARD, COLLABORATOR
 from cryovault.access.sharing import create_own_acl
-from cryovault.access.visibility import access_expr, visible_clause
+from cryovault.access.visibility import access_expr, level_expr, visible_clause
 from cryovault.db.base import new_id, utcnow
 from cryovault.db.elements import Element, ElementAncestor
 from cryovault.db.users import User
@@ -322,3 +322,19 @@ def update_element(
         db.flush()
         db.refresh(element)
     return get_element(db, actor, element_id)
+
+
+def child_statuses(
+    db: Session, actor: Actor, parent_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[str, str | None]]]:
+    """Name and status of the steps of each workflow, in template order (for workflow cards)."""
+    rows = db.execute(
+        select(Element.parent_id, Element.name, Element.status)
+        .where(Element.parent_id.in_(parent_ids), Element.kind == "step",
+               level_expr(actor).is_not(None))
+        .order_by(Element.parent_id, Element.position)
+    ).all()
+    result: dict[uuid.UUID, list[tuple[str, str | None]]] = {}
+    for parent_id, name, status in rows:
+        result.setdefault(parent_id, []).append((name, status))
+    return result

@@ -1,0 +1,51 @@
+"""Sign-in and sign-out pages (SPEC ADM-1)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
+
+from cryovault.access import credentials
+from cryovault.errors import Unauthenticated
+from cryovault.web.context import SESSION_COOKIE, get_db
+from cryovault.web.ui.common import safe_next, templates
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/workspace"):
+    return templates.TemplateResponse(request, "login.html",
+                                      {"next": safe_next(next), "error": None, "login": ""})
+
+
+@router.post("/login")
+def login_submit(request: Request, login: str = Form(""), password: str = Form(""),
+                 next: str = Form("/workspace"), db: Session = Depends(get_db)):
+    settings = request.app.state.settings
+    try:
+        if not login.strip() or not password:
+            raise Unauthenticated("enter your username or e-mail and your password")
+        user = credentials.authenticate(db, login, password)
+    except Unauthenticated as exc:
+        return templates.TemplateResponse(
+            request, "login.html", {"next": safe_next(next), "error": exc.message,
+                                    "login": login}, status_code=401)
+    secret = credentials.open_session(db, user, timedelta(minutes=settings.session_idle_minutes))
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, secret, httponly=True, samesite="lax",
+                        secure=settings.cookie_secure, max_age=settings.session_max_hours * 3600)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, db: Session = Depends(get_db)):
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret:
+        credentials.close_session(db, secret)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response

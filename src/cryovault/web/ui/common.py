@@ -1,0 +1,87 @@
+"""Shared pieces of the portal: templates, the signed-in page caller, redirects to login."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from cryovault import __version__
+from cryovault.access import credentials
+from cryovault.access.actor import Actor
+from cryovault.access.roles import ROLES, WORKFLOW_ADMIN
+from cryovault.db.users import User
+from cryovault.errors import Unauthenticated
+from cryovault.web.context import SESSION_COOKIE, Caller, get_db
+
+UI_DIR = Path(__file__).parent
+templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
+templates.env.globals["version"] = __version__
+
+STATUS_LABELS = {
+    "not_started": "Not started", "in_progress": "In progress", "completed": "Completed",
+    "suspended": "Suspended", "warning": "Warning", "deleting": "Deleting",
+}
+KIND_ICONS = {"folder": "📁", "workflow": "🔀", "step": "🧩", "dataset": "🗂", "file": "📄"}
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["when"] = _when
+templates.env.globals["STATUS_LABELS"] = STATUS_LABELS
+templates.env.globals["KIND_ICONS"] = KIND_ICONS
+
+
+class LoginRequired(Exception):
+    """A page was asked for without a valid session: go to the login page, then come back."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+def login_url(next_path: str) -> str:
+    return "/login?next=" + quote(next_path, safe="/")
+
+
+def safe_next(value: str | None) -> str:
+    """Only local paths: never redirect a user to another site after login."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/workspace"
+    return value
+
+
+def page_caller(request: Request, db: Session = Depends(get_db)) -> Caller:
+    settings = request.app.state.settings
+    secret = request.cookies.get(SESSION_COOKIE)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if not secret:
+        raise LoginRequired(target)
+    try:
+        user: User = credentials.resolve_session(
+            db, secret, timedelta(minutes=settings.session_idle_minutes),
+            timedelta(hours=settings.session_max_hours))
+    except Unauthenticated:
+        raise LoginRequired(target) from None
+    db.commit()
+    return Caller(user, Actor.of(user))
+
+
+def page_context(request: Request, caller: Caller, **extra) -> dict:
+    actor = caller.actor
+    admin_roles = [r for r in ROLES if r != WORKFLOW_ADMIN and r in actor.roles]
+    return {
+        "request": request,
+        "user": caller.user,
+        "actor": actor,
+        "is_admin": bool(admin_roles),
+        "path": request.url.path,
+        **extra,
+    }

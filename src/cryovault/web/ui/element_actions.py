@@ -1,0 +1,75 @@
+"""Portal forms that change elements: create, rename, details, delete (SPEC WS-6, WS-7).
+
+Each answers 204 with `HX-Refresh` on success; a broken rule comes back as a 4xx message that
+htmx shows in the form's error slot (see web/errors.py)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request, Response
+from sqlalchemy.orm import Session
+
+from cryovault.jobs.runner import run_job
+from cryovault.web.api.schemas import parse_id
+from cryovault.web.context import Caller, get_db
+from cryovault.web.ui.common import page_caller
+from cryovault.workspace import deletion
+from cryovault.workspace import elements as service
+
+router = APIRouter(include_in_schema=False)
+
+
+def _refresh() -> Response:
+    return Response(status_code=204, headers={"HX-Refresh": "true"})
+
+
+@router.post("/ui/elements")
+def create(
+    kind: str = Form(...),
+    name: str = Form(""),
+    parent_id: str = Form(""),
+    workflow_type: str = Form(""),
+    dataset_type: str = Form(""),
+    description: str = Form(""),
+    caller: Caller = Depends(page_caller),
+    db: Session = Depends(get_db),
+):
+    service.create_element(
+        db, caller.actor, kind=kind, name=name,
+        parent_id=parse_id(parent_id) if parent_id else None,
+        workflow_type=(workflow_type or None) if kind == "workflow" else None,
+        dataset_type=(dataset_type or None) if kind == "dataset" else None,
+        description=description,
+    )
+    return _refresh()
+
+
+@router.post("/ui/elements/{element_id}/rename")
+def rename(element_id: str, name: str = Form(""), caller: Caller = Depends(page_caller),
+           db: Session = Depends(get_db)):
+    service.update_element(db, caller.actor, parse_id(element_id), name=name)
+    return _refresh()
+
+
+@router.post("/ui/elements/{element_id}/details")
+def details(element_id: str, description: str = Form(""), status: str = Form(""),
+            caller: Caller = Depends(page_caller), db: Session = Depends(get_db)):
+    service.update_element(db, caller.actor, parse_id(element_id), description=description,
+                           status=status or None)
+    return _refresh()
+
+
+@router.post("/ui/elements/delete")
+def delete_many(request: Request, background: BackgroundTasks,
+                ids: list[str] = Form(default=[]),
+                caller: Caller = Depends(page_caller), db: Session = Depends(get_db)):
+    """Delete the selected elements: all of them, or none when one may not be deleted."""
+    ids = [parse_id(value) for value in ids]
+    if not ids:
+        return Response("select at least one element", status_code=422)
+    jobs = [deletion.request_deletion(db, caller.actor, element_id) for element_id in ids]
+    db.commit()
+    for job in jobs:
+        background.add_task(run_job, request.app.state.sessions, job.id)
+    response = _refresh()
+    response.background = background
+    return response
