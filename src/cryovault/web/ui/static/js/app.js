@@ -177,7 +177,8 @@ if (thumbs) setThumbs(localStorage.getItem("cryovault.treeThumbs") === "1");
 
 // --- keyboard ---------------------------------------------------------------------------------
 document.addEventListener("keydown", (event) => {
-  const typing = event.target.closest("input, textarea, select, [contenteditable]") || document.querySelector("dialog[open]");
+  const field = event.target.closest("input, textarea, select, [contenteditable]");
+  const typing = (field && !["checkbox", "radio"].includes(field.type)) || document.querySelector("dialog[open]");
   if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
   if (event.key === "n" && $("#add-element")) { event.preventDefault(); openDialog("add-dialog"); }
   else if (event.key === "r" && $("#rename-current")) { event.preventDefault(); $("#rename-current").click(); }
