@@ -67,6 +67,10 @@ def browser():
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # Generous waits: the 2-core CI machine may be busy with the rest of the suite.
+        from playwright.sync_api import expect
+
+        expect.set_options(timeout=10_000)
         yield browser
         browser.close()
 
