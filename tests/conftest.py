@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from cryovault.access import credentials, users
+from cryovault.access import credentials, passwords, users
 from cryovault.access.actor import Actor
 from cryovault.db.engine import make_engine, make_sessionmaker
 from cryovault.db.migrate import upgrade
@@ -32,6 +33,15 @@ def _postgres_url(schema: str) -> str:
     url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
     url = url.update_query_dict({"options": f"-csearch_path={schema}"})
     return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch):
+    """argon2 at production cost dominates test set-up; verification reads the parameters from
+    each hash, so behaviour is the same with cheap ones. tests/access/test_passwords.py checks
+    the production parameters."""
+    monkeypatch.setattr(passwords, "_hasher",
+                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture(scope="session")

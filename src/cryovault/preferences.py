@@ -57,8 +57,9 @@ def update_platform_preferences(
         # Out-of-range values are clamped (SPEC WS-1); existing folders are never touched.
         _store(db, MAX_FOLDER_DEPTH, clamp_folder_depth(max_folder_depth))
     if export_public_path is not None:
-        if len(export_public_path) > 1000:
-            raise Invalid("the export folder's public path must be at most 1000 characters")
+        if len(export_public_path) > 1000 or "\x00" in export_public_path:
+            raise Invalid("the export folder's public path must be at most 1000 characters "
+                          "without NUL characters")
         _store(db, EXPORT_PUBLIC_PATH, export_public_path.strip())
     db.flush()
     return platform_preferences(db)

@@ -66,8 +66,9 @@ def close_session(db: Session, secret: str) -> None:
 
 def create_token(db: Session, user: User, name: str) -> tuple[ApiToken, str]:
     name = (name or "").strip()
-    if not name or len(name) > 255:
-        raise Invalid("a token needs a name of 1 to 255 characters (e.g. the instrument's name)")
+    if not name or len(name) > 255 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise Invalid("a token needs a name of 1 to 255 characters without control characters "
+                      "(e.g. the instrument's name)")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=name, token_hash=_digest(secret))
     db.add(token)

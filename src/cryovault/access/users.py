@@ -17,7 +17,7 @@ from cryovault.errors import Conflict, Invalid, NotFound
 
 BUILTIN_ADMIN = "admin"
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,149}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -81,6 +81,8 @@ def set_password(db: Session, user: User, password: str) -> None:
 
 
 def find_by_login(db: Session, login: str) -> User | None:
+    if "\x00" in login:  # no account has one; PostgreSQL refuses NUL in text
+        return None
     key = login.strip().lower()
     return db.scalar(select(User).where(or_(User.username_key == key, User.email_key == key)))
 
@@ -93,7 +95,7 @@ def get_user(db: Session, user_id: uuid.UUID) -> User:
 
 
 def users_by_username(db: Session, usernames: Iterable[str]) -> dict[str, User]:
-    keys = {u.lower() for u in usernames}
+    keys = {u.lower() for u in usernames if "\x00" not in u}
     if not keys:
         return {}
     found = db.scalars(select(User).where(User.username_key.in_(keys)))
@@ -102,6 +104,8 @@ def users_by_username(db: Session, usernames: Iterable[str]) -> dict[str, User]:
 
 def search_users(db: Session, query: str, limit: int = 20) -> list[User]:
     """Active users whose username, e-mail or name starts with the query (auto-completion)."""
+    if "\x00" in query:
+        return []
     pattern = query.strip().lower().replace("%", "").replace("_", r"\_") + "%"
     full_name = func.lower(User.first_name + " " + User.last_name)
     stmt = (

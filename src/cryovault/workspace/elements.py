@@ -140,7 +140,7 @@ def create_element(
                 f"preference is {limit}); create a workflow here instead"
             )
     elif kind == "workflow":
-        template = get_template(workflow_type or "free")
+        template = get_template("free" if workflow_type is None else workflow_type)
         workflow_type = template.type
     elif kind == "step":
         assert parent is not None
@@ -152,7 +152,7 @@ def create_element(
             )
     elif kind == "dataset":
         assert parent is not None
-        dataset_type = dataset_type or "free"
+        dataset_type = "free" if dataset_type is None else dataset_type
         if dataset_type not in DATASET_TYPES:
             raise Invalid(
                 f"unknown dataset type {dataset_type!r}: choose one of {', '.join(DATASET_TYPES)}"
@@ -207,12 +207,18 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[Any, uuid.UUID]:
         value, element_id = json.loads(raw)
         if sort == "date":
             value = datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                raise ValueError
         elif sort == "position":
-            value = int(value)
-        elif not isinstance(value, str):
+            if not isinstance(value, int) or not -(2**31) <= value < 2**31:
+                raise ValueError
+        elif not isinstance(value, str) or "\x00" in value:
             raise ValueError
+        else:
+            value.encode("utf-8")  # lone surrogates cannot be compared by the database
         return value, uuid.UUID(element_id)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, UnicodeError, binascii.Error,
+            json.JSONDecodeError):
         raise Invalid("the cursor is not valid; start again from the first page") from None
 
 

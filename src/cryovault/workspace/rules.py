@@ -46,6 +46,8 @@ def validate_name(name: str) -> str:
 def validate_description(description: str) -> str:
     if len(description) > MAX_DESCRIPTION_LENGTH:
         raise Invalid(f"a description must not be longer than {MAX_DESCRIPTION_LENGTH} characters")
+    if "\x00" in description:
+        raise Invalid("a description must not contain NUL characters")
     return description
 
 

@@ -137,7 +137,7 @@ class DeletionOut(BaseModel):
     job_id: uuid.UUID
 
 
-class GrantIO(BaseModel):
+class GrantIO(Strict):
     username: str = Field(max_length=150)
     level: Literal["viewer", "collaborator", "owner"]
 
