@@ -8,27 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cryovault.web.context import SESSION_COOKIE
+from tests.helpers import assert_error
 
 LOGIN = "/api/v1/auth/login"
 LOGOUT = "/api/v1/auth/logout"
 TOKENS = "/api/v1/auth/tokens"
 ME = "/api/v1/me"
 PASSWORD = "password-123"
-
-
-
-
-def assert_error(response, status: int, *words: str, case: object = None) -> str:
-    """The response is `status` with a body of exactly {"detail": "<non-empty string>"}, and the
-    detail mentions each of `words` (case-insensitive). `case` names the input in failures."""
-    assert response.status_code == status, (case, response.status_code, response.text)
-    body = response.json()
-    assert isinstance(body, dict) and set(body) == {"detail"}, (case, body)
-    detail = body["detail"]
-    assert isinstance(detail, str) and detail.strip(), (case, body)
-    for word in words:
-        assert word.lower() in detail.lower(), (case, word, detail)
-    return detail
 
 
 def login(client, username: str, password: str = PASSWORD):

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cryovault.workspace.elements import create_element
+from tests.helpers import assert_error
 
 ELEMENTS = "/api/v1/elements"
 PREFERENCES = "/api/v1/preferences/platform"
@@ -27,21 +28,6 @@ TEMPLATE_STEPS = {
 }
 STATUSES = ["not_started", "in_progress", "completed", "suspended", "warning"]
 DATASET_TYPES = ["free", "epu_run", "tomo_run", "lp_run"]
-
-
-
-
-def assert_error(response, status: int, *words: str, case: object = None) -> str:
-    """The response is `status` with a body of exactly {"detail": "<non-empty string>"}, and the
-    detail mentions each of `words` (case-insensitive). `case` names the input in failures."""
-    assert response.status_code == status, (case, response.status_code, response.text)
-    body = response.json()
-    assert isinstance(body, dict) and set(body) == {"detail"}, (case, body)
-    detail = body["detail"]
-    assert isinstance(detail, str) and detail.strip(), (case, body)
-    for word in words:
-        assert word.lower() in detail.lower(), (case, word, detail)
-    return detail
 
 
 @pytest.fixture

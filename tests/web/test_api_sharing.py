@@ -9,10 +9,10 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.helpers import assert_error
+
 ELEMENTS = "/api/v1/elements"
 USERS = "/api/v1/users"
-
-
 
 
 @pytest.fixture
@@ -24,19 +24,6 @@ def lenient(app) -> TestClient:
 @pytest.fixture
 def carol(make_user):
     return make_user("carol")
-
-
-def assert_error(response, status: int, *words: str, case: object = None) -> str:
-    """The response is `status` with a body of exactly {"detail": "<non-empty string>"}, and the
-    detail mentions each of `words` (case-insensitive). `case` names the input in failures."""
-    assert response.status_code == status, (case, response.status_code, response.text)
-    body = response.json()
-    assert isinstance(body, dict) and set(body) == {"detail"}, (case, body)
-    detail = body["detail"]
-    assert isinstance(detail, str) and detail.strip(), (case, body)
-    for word in words:
-        assert word.lower() in detail.lower(), (case, word, detail)
-    return detail
 
 
 def url(element: dict | str, suffix: str = "") -> str:

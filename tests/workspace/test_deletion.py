@@ -10,24 +10,10 @@ import pytest
 from cryovault.errors import Conflict, Forbidden, NotFound
 from cryovault.jobs.runner import run_job
 from cryovault.workspace.deletion import request_deletion
+from tests.helpers import assert_error
 
 ELEMENTS = "/api/v1/elements"
 JOBS = "/api/v1/jobs"
-
-
-
-
-def assert_error(response, status: int, *words: str, case: object = None) -> str:
-    """The response is `status` with a body of exactly {"detail": "<non-empty string>"}, and the
-    detail mentions each of `words` (case-insensitive). `case` names the input in failures."""
-    assert response.status_code == status, (case, response.status_code, response.text)
-    body = response.json()
-    assert isinstance(body, dict) and set(body) == {"detail"}, (case, body)
-    detail = body["detail"]
-    assert isinstance(detail, str) and detail.strip(), (case, body)
-    for word in words:
-        assert word.lower() in detail.lower(), (case, word, detail)
-    return detail
 
 
 def url(element: dict, suffix: str = "") -> str:
