@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from cryovault.access.actor import Actor
@@ -77,15 +77,8 @@ def access_level(db: Session, actor: Actor, element_id: uuid.UUID) -> int | None
     )
     if level is not None:
         return level
-    card = db.scalar(
-        select(literal(1))
-        .select_from(ElementAncestor)
-        .join(Acl, Acl.element_id == ElementAncestor.element_id)
-        .join(AclGrant, AclGrant.acl_id == Acl.id)
-        .where(
-            and_(ElementAncestor.ancestor_id == element_id, ElementAncestor.depth > 0),
-            _grant_applies(actor),
-        )
-        .limit(1)
-    )
+    # `:id IN (uncorrelated set)`: the set is built from the actor's few grants outwards. A join
+    # constrained on ancestor_id instead lets SQLite walk every descendant of a large subtree.
+    target = literal(element_id, type_=ElementAncestor.ancestor_id.type)
+    card = db.scalar(select(literal(1)).where(target.in_(card_ancestor_ids(actor))))
     return CARD if card else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,9 @@ def create_app(settings: Settings | None = None, *, resume_jobs: bool = True) ->
         upgrade(engine)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Objects made at start-up live as long as the process: keep them out of the garbage
+        # collector's full passes, which otherwise show as tens of ms in the slowest requests.
+        gc.freeze()
         if resume_jobs:
             # Jobs a crashed process left behind run again, in the background (OPS-3).
             threading.Thread(target=resume_pending, args=(app.state.sessions,),
