@@ -106,7 +106,8 @@ def search_users(db: Session, query: str, limit: int = 20) -> list[User]:
     """Active users whose username, e-mail or name starts with the query (auto-completion)."""
     if "\x00" in query:
         return []
-    pattern = query.strip().lower().replace("%", "").replace("_", r"\_") + "%"
+    escaped = query.strip().lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+    pattern = escaped + "%"
     full_name = func.lower(User.first_name + " " + User.last_name)
     stmt = (
         select(User)

@@ -231,12 +231,14 @@ def list_children(
     order: str = "asc",
     limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
+    kinds: tuple[str, ...] | None = None,
 ) -> Page:
-    """One page of the children the actor may see, in one query (keyset pagination)."""
+    """One page of the children the actor may see, in one query (keyset pagination);
+    `kinds` narrows it to some kinds of element."""
     parent = None
     if parent_id is not None:
         parent, _ = require_access(db, actor, parent_id, CARD, "open")
-    if sort is None:
+    if not sort:
         sort = "position" if parent is not None and parent.kind == "workflow" else "name"
     if sort not in SORTS:
         raise Invalid(f"sort must be one of {', '.join(SORTS)}")
@@ -252,6 +254,8 @@ def list_children(
         .outerjoin(User, User.id == Element.creator_id)
         .where(_children_of(parent_id), visible_clause(actor))
     )
+    if kinds is not None:
+        stmt = stmt.where(Element.kind.in_(kinds))
     if cursor:
         value, after_id = _decode_cursor(cursor, sort)
         boundary = tuple_(key, Element.id)

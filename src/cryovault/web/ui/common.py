@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
@@ -62,6 +62,10 @@ def page_caller(request: Request, db: Session = Depends(get_db)) -> Caller:
     settings = request.app.state.settings
     secret = request.cookies.get(SESSION_COOKIE)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.headers.get("hx-request"):
+        # A partial or a form post: come back to the page it was part of, not to the fragment.
+        current = urlsplit(request.headers.get("hx-current-url", ""))
+        target = safe_next(current.path + (f"?{current.query}" if current.query else ""))
     if not secret:
         raise LoginRequired(target)
     try:

@@ -19,6 +19,7 @@ from cryovault.workspace.views import ElementView
 router = APIRouter(include_in_schema=False)
 
 VIEWS = ("list", "cards")
+TREE_KINDS = ("folder", "workflow", "step", "dataset")
 PAGE_SIZE = 100
 
 
@@ -54,7 +55,7 @@ def workspace(
         if not current.is_card:
             record_visit(db, actor, current.element)
     view = view if view in VIEWS else "list"
-    page = service.list_children(db, actor, current.id if current else None, sort=sort,
+    page = service.list_children(db, actor, current.id if current else None, sort=sort or None,
                                  order=order, limit=PAGE_SIZE, cursor=cursor)
     options = None
     if current is None or (not current.is_card and current.level >= COLLABORATOR):
@@ -83,12 +84,11 @@ def tree(
     """One level of the explorer tree; deeper levels load when a node is unfolded."""
     parent_id = parse_id(parent) if parent else None
     sort = sort if sort in ("name", "date") else "name"
-    page = service.list_children(db, caller.actor, parent_id, sort=sort, order=order,
-                                 limit=PAGE_SIZE, cursor=cursor)
     # Files are listed in the central area, not in the tree.
-    items = [v for v in page.items if v.element.kind != "file"]
+    page = service.list_children(db, caller.actor, parent_id, sort=sort, order=order,
+                                 limit=PAGE_SIZE, cursor=cursor, kinds=TREE_KINDS)
     return templates.TemplateResponse(request, "partials/tree.html", {
-        "items": items, "next_cursor": page.next_cursor, "parent": parent or "",
+        "items": page.items, "next_cursor": page.next_cursor, "parent": parent or "",
         "sort": sort, "order": order,
     })
 
