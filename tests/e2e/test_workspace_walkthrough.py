@@ -95,7 +95,8 @@ def test_walkthrough(server, browser, shots):
     # Share the workflow with bob as viewer from the sharing tab.
     open_element(page, "70S SPA")
     page.locator("#sharing-tab").click()
-    page.locator("#share-username").fill("bo")
+    expect(page.locator("#owners")).to_contain_text("alice")
+    page.locator("#share-username").press_sequentially("bo", delay=80)  # as a person types
     expect(page.locator("#user-options option[value=bob]")).to_have_count(1)
     page.locator("#share-username").fill("bob")
     page.locator("#share-add").click()
