@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import PASSWORD
@@ -18,7 +19,13 @@ def login(page: Page, base: str, username: str) -> None:
     expect(page).to_have_url(f"{base}/workspace", timeout=15_000)
 
 
+def ready(page: Page) -> None:
+    """Wait until the page's script has wired the dialogs and shortcuts."""
+    expect(page.locator("body[data-ready]")).to_have_count(1)
+
+
 def add_element(page: Page, kind: str, name: str, **choices: str) -> None:
+    ready(page)
     page.keyboard.press("n")  # keyboard shortcut for "+ Add element"
     dialog = page.locator("#add-dialog")
     expect(dialog).to_be_visible()
@@ -33,10 +40,15 @@ def add_element(page: Page, kind: str, name: str, **choices: str) -> None:
 def wait_until_gone(page: Page, name: str) -> None:
     """Deleted elements are greyed out at once and vanish when the deletion job completes."""
     row = page.locator("#items tr, #items li").filter(has_text=name)
-    for _ in range(50):
-        if row.count() == 0:
+    for _ in range(100):
+        page.wait_for_load_state()  # the deletion reloads the page
+        try:
+            classes = row.evaluate_all("rows => rows.map(r => r.className)")  # one snapshot
+        except PlaywrightError:  # a reload started meanwhile
+            continue
+        if not classes:
             return
-        expect(row).to_have_class(re.compile("is-deleting"))
+        assert all("is-deleting" in c for c in classes), classes
         page.wait_for_timeout(100)
         page.reload()
     raise AssertionError(f"{name} was not deleted")
@@ -161,6 +173,7 @@ def test_multi_select_keyboard_and_layout(server, browser, shots):
     expect(page.locator("#selection-count")).to_have_text("2 selected")
     expect(page.locator("#delete-selected")).to_be_visible()
     shots.take(page, "multi-select", guide=True)
+    ready(page)
     page.keyboard.press("Delete")
     expect(page.locator("#delete-what")).to_contain_text("2 elements")
     page.locator("#delete-confirm").click()
@@ -172,6 +185,7 @@ def test_multi_select_keyboard_and_layout(server, browser, shots):
     # Explorer: unfold, hide and show with the keyboard; panel widths and collapse.
     page.locator("#tree summary", has_text="Beta").click()
     expect(page.locator("#tree .tree-children").first).to_contain_text("Empty")
+    ready(page)
     page.keyboard.press("e")
     expect(page.locator("#explorer")).to_be_hidden()
     page.keyboard.press("e")

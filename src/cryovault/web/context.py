@@ -18,7 +18,10 @@ SESSION_COOKIE = "cryovault_session"
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """A session per request, committed when the handler returns without error."""
+    """A session per request, committed when the handler returns without error.
+
+    Always use it as `Depends(get_db, scope="function")`: the commit then happens before the
+    response is sent, so a client that reads right after a write sees it."""
     db = request.app.state.sessions()
     try:
         yield db
@@ -53,7 +56,7 @@ def _resolve(request: Request, db: Session) -> User:
     raise Unauthenticated("sign in first: POST /api/v1/auth/login, or send a bearer token")
 
 
-def current_caller(request: Request, db: Session = Depends(get_db)) -> Caller:
+def current_caller(request: Request, db: Session = Depends(get_db, scope="function")) -> Caller:
     user = _resolve(request, db)
     # Commit the sliding-expiry update even when the handler then fails on a rule.
     db.commit()

@@ -23,7 +23,8 @@ router = APIRouter(tags=["auth"])
 
 
 @router.post("/auth/login", response_model=LoginOut)
-def login(body: LoginIn, request: Request, response: Response, db: Session = Depends(get_db)):
+def login(body: LoginIn, request: Request, response: Response,
+          db: Session = Depends(get_db, scope="function")):
     settings = request.app.state.settings
     user = credentials.authenticate(db, body.username, body.password)
     secret = credentials.open_session(db, user, timedelta(minutes=settings.session_idle_minutes))
@@ -33,7 +34,7 @@ def login(body: LoginIn, request: Request, response: Response, db: Session = Dep
 
 
 @router.post("/auth/logout", status_code=204)
-def logout(request: Request, db: Session = Depends(get_db)) -> Response:
+def logout(request: Request, db: Session = Depends(get_db, scope="function")) -> Response:
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         credentials.close_session(db, cookie)
@@ -49,20 +50,21 @@ def me(caller: Caller = Depends(current_caller)):
 
 @router.post("/auth/tokens", response_model=NewTokenOut, status_code=201)
 def create_token(body: TokenIn, caller: Caller = Depends(current_caller),
-                 db: Session = Depends(get_db)):
+                 db: Session = Depends(get_db, scope="function")):
     token, secret = credentials.create_token(db, caller.user, body.name)
     return NewTokenOut(id=token.id, name=token.name, created_at=token.created_at,
                        last_used_at=None, token=secret)
 
 
 @router.get("/auth/tokens", response_model=list[TokenOut])
-def list_tokens(caller: Caller = Depends(current_caller), db: Session = Depends(get_db)):
+def list_tokens(caller: Caller = Depends(current_caller),
+                db: Session = Depends(get_db, scope="function")):
     return [TokenOut(id=t.id, name=t.name, created_at=t.created_at, last_used_at=t.last_used_at)
             for t in credentials.list_tokens(db, caller.user)]
 
 
 @router.delete("/auth/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: str, caller: Caller = Depends(current_caller),
-                 db: Session = Depends(get_db)) -> Response:
+                 db: Session = Depends(get_db, scope="function")) -> Response:
     credentials.revoke_token(db, caller.user, parse_id(token_id, "API token"))
     return Response(status_code=204)

@@ -26,7 +26,7 @@ router = APIRouter(tags=["elements"])
 
 @router.post("/elements", response_model=ElementOut, status_code=201)
 def create_element(body: ElementIn, actor: Actor = Depends(current_actor),
-                   db: Session = Depends(get_db)):
+                   db: Session = Depends(get_db, scope="function")):
     view = service.create_element(
         db, actor, kind=body.kind, name=body.name, parent_id=body.parent_id,
         description=body.description, workflow_type=body.workflow_type,
@@ -43,7 +43,7 @@ def list_elements(
     limit: int = Query(default=service.DEFAULT_PAGE),
     cursor: str | None = Query(default=None, max_length=2000),
     actor: Actor = Depends(current_actor),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ):
     parent = parse_id(parent_id) if parent_id else None
     page = service.list_children(db, actor, parent, sort=sort, order=order, limit=limit,
@@ -53,13 +53,13 @@ def list_elements(
 
 @router.get("/elements/{element_id}", response_model=ElementOut)
 def get_element(element_id: str, actor: Actor = Depends(current_actor),
-                db: Session = Depends(get_db)):
+                db: Session = Depends(get_db, scope="function")):
     return ElementOut.of(service.get_element(db, actor, parse_id(element_id)))
 
 
 @router.patch("/elements/{element_id}", response_model=ElementOut)
 def update_element(element_id: str, body: ElementPatch, actor: Actor = Depends(current_actor),
-                   db: Session = Depends(get_db)):
+                   db: Session = Depends(get_db, scope="function")):
     view = service.update_element(
         db, actor, parse_id(element_id), name=body.name, description=body.description,
         status=body.status, workflow_type=body.workflow_type, dataset_type=body.dataset_type,
@@ -69,7 +69,8 @@ def update_element(element_id: str, body: ElementPatch, actor: Actor = Depends(c
 
 @router.delete("/elements/{element_id}", status_code=202, response_model=DeletionOut)
 def delete_element(element_id: str, request: Request, background: BackgroundTasks,
-                   actor: Actor = Depends(current_actor), db: Session = Depends(get_db)):
+                   actor: Actor = Depends(current_actor),
+                   db: Session = Depends(get_db, scope="function")):
     job = deletion.request_deletion(db, actor, parse_id(element_id))
     db.commit()
     background.add_task(run_job, request.app.state.sessions, job.id)
@@ -78,5 +79,5 @@ def delete_element(element_id: str, request: Request, background: BackgroundTask
 
 @router.get("/elements/{element_id}/path", response_model=list[PathEntryOut])
 def element_path(element_id: str, actor: Actor = Depends(current_actor),
-                 db: Session = Depends(get_db)):
+                 db: Session = Depends(get_db, scope="function")):
     return [PathEntryOut.of(e) for e in service.element_path(db, actor, parse_id(element_id))]

@@ -14,10 +14,12 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.get("/jobs", response_model=JobList)
-def list_jobs(actor: Actor = Depends(current_actor), db: Session = Depends(get_db)):
+def list_jobs(actor: Actor = Depends(current_actor),
+              db: Session = Depends(get_db, scope="function")):
     return JobList(items=[JobOut.of(v) for v in records.list_jobs(db, actor)])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: str, actor: Actor = Depends(current_actor), db: Session = Depends(get_db)):
+def get_job(job_id: str, actor: Actor = Depends(current_actor),
+            db: Session = Depends(get_db, scope="function")):
     return JobOut.of(records.get_job(db, actor, parse_id(job_id, "job")))

@@ -14,7 +14,8 @@ router = APIRouter(tags=["preferences"])
 
 
 @router.get("/preferences/platform", response_model=PlatformPreferencesIO)
-def get_platform(actor: Actor = Depends(current_actor), db: Session = Depends(get_db)):
+def get_platform(actor: Actor = Depends(current_actor),
+                 db: Session = Depends(get_db, scope="function")):
     prefs = service.platform_preferences(db)
     return PlatformPreferencesIO(max_folder_depth=prefs.max_folder_depth,
                                  export_public_path=prefs.export_public_path)
@@ -22,7 +23,7 @@ def get_platform(actor: Actor = Depends(current_actor), db: Session = Depends(ge
 
 @router.patch("/preferences/platform", response_model=PlatformPreferencesIO)
 def patch_platform(body: PlatformPreferencesPatch, actor: Actor = Depends(current_actor),
-                   db: Session = Depends(get_db)):
+                   db: Session = Depends(get_db, scope="function")):
     prefs = service.update_platform_preferences(
         db, actor, max_folder_depth=body.max_folder_depth,
         export_public_path=body.export_public_path,

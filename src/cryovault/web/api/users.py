@@ -16,7 +16,8 @@ router = APIRouter(tags=["users"])
 @router.get("/users", response_model=list[UserBrief])
 def find_users(q: str = Query(default="", max_length=150),
                limit: int = Query(default=20, ge=1, le=100),
-               actor: Actor = Depends(current_actor), db: Session = Depends(get_db)):
+               actor: Actor = Depends(current_actor),
+               db: Session = Depends(get_db, scope="function")):
     return [UserBrief(username=u.username, email=u.email,
                       display_name=f"{u.first_name} {u.last_name}".strip() or u.username)
             for u in search_users(db, q, limit)]

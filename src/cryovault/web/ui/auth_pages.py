@@ -24,7 +24,7 @@ def login_page(request: Request, next: str = "/workspace"):
 
 @router.post("/login")
 def login_submit(request: Request, login: str = Form(""), password: str = Form(""),
-                 next: str = Form("/workspace"), db: Session = Depends(get_db)):
+                 next: str = Form("/workspace"), db: Session = Depends(get_db, scope="function")):
     settings = request.app.state.settings
     try:
         if not login.strip() or not password:
@@ -42,7 +42,7 @@ def login_submit(request: Request, login: str = Form(""), password: str = Form("
 
 
 @router.post("/logout")
-def logout(request: Request, db: Session = Depends(get_db)):
+def logout(request: Request, db: Session = Depends(get_db, scope="function")):
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
         credentials.close_session(db, secret)

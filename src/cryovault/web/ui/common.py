@@ -58,7 +58,7 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def page_caller(request: Request, db: Session = Depends(get_db)) -> Caller:
+def page_caller(request: Request, db: Session = Depends(get_db, scope="function")) -> Caller:
     settings = request.app.state.settings
     secret = request.cookies.get(SESSION_COOKIE)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -25,7 +25,7 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("
 
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(request: Request, caller: Caller = Depends(page_caller),
-              db: Session = Depends(get_db)):
+              db: Session = Depends(get_db, scope="function")):
     jobs = list_jobs(db, caller.actor)
     counts = Counter(view.job.status for view in jobs)
     return templates.TemplateResponse(request, "dashboard.html", page_context(
@@ -35,7 +35,7 @@ def dashboard(request: Request, caller: Caller = Depends(page_caller),
 
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request, caller: Caller = Depends(page_caller),
-              db: Session = Depends(get_db)):
+              db: Session = Depends(get_db, scope="function")):
     return templates.TemplateResponse(request, "jobs.html", page_context(
         request, caller, jobs=list_jobs(db, caller.actor)))
 

@@ -31,7 +31,7 @@ def create(
     dataset_type: str = Form(""),
     description: str = Form(""),
     caller: Caller = Depends(page_caller),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ):
     service.create_element(
         db, caller.actor, kind=kind, name=name,
@@ -45,14 +45,14 @@ def create(
 
 @router.post("/ui/elements/{element_id}/rename")
 def rename(element_id: str, name: str = Form(""), caller: Caller = Depends(page_caller),
-           db: Session = Depends(get_db)):
+           db: Session = Depends(get_db, scope="function")):
     service.update_element(db, caller.actor, parse_id(element_id), name=name)
     return _refresh()
 
 
 @router.post("/ui/elements/{element_id}/details")
 def details(element_id: str, description: str = Form(""), status: str = Form(""),
-            caller: Caller = Depends(page_caller), db: Session = Depends(get_db)):
+            caller: Caller = Depends(page_caller), db: Session = Depends(get_db, scope="function")):
     service.update_element(db, caller.actor, parse_id(element_id), description=description,
                            status=status or None)
     return _refresh()
@@ -61,7 +61,8 @@ def details(element_id: str, description: str = Form(""), status: str = Form("")
 @router.post("/ui/elements/delete")
 def delete_many(request: Request, background: BackgroundTasks,
                 ids: list[str] = Form(default=[]),
-                caller: Caller = Depends(page_caller), db: Session = Depends(get_db)):
+                caller: Caller = Depends(page_caller),
+                db: Session = Depends(get_db, scope="function")):
     """Delete the selected elements: all of them, or none when one may not be deleted."""
     ids = [parse_id(value) for value in ids]
     if not ids:

@@ -39,7 +39,7 @@ def _replace(db: Session, caller: Caller, element_id: uuid.UUID, *, privacy: str
 
 @router.get("/ui/elements/{element_id}/sharing", response_class=HTMLResponse)
 def sharing_tab(request: Request, element_id: str, caller: Caller = Depends(page_caller),
-                db: Session = Depends(get_db)):
+                db: Session = Depends(get_db, scope="function")):
     eid = parse_id(element_id)
     return _render(request, eid, service.get_sharing(db, caller.actor, eid))
 
@@ -47,7 +47,7 @@ def sharing_tab(request: Request, element_id: str, caller: Caller = Depends(page
 @router.post("/ui/elements/{element_id}/sharing/privacy", response_class=HTMLResponse)
 def set_privacy(request: Request, element_id: str, privacy: str = Form(...),
                 everybody: str = Form("viewer"), caller: Caller = Depends(page_caller),
-                db: Session = Depends(get_db)):
+                db: Session = Depends(get_db, scope="function")):
     eid = parse_id(element_id)
     result = _replace(db, caller, eid, privacy=privacy, everybody=everybody or "viewer")
     return _render(request, eid, result)
@@ -56,7 +56,7 @@ def set_privacy(request: Request, element_id: str, privacy: str = Form(...),
 @router.post("/ui/elements/{element_id}/sharing/grants", response_class=HTMLResponse)
 def add_or_change(request: Request, element_id: str, username: str = Form(""),
                   level: str = Form("viewer"), caller: Caller = Depends(page_caller),
-                  db: Session = Depends(get_db)):
+                  db: Session = Depends(get_db, scope="function")):
     eid = parse_id(element_id)
     username = username.strip()
     if not username:
@@ -69,7 +69,7 @@ def add_or_change(request: Request, element_id: str, username: str = Form(""),
 
 @router.post("/ui/elements/{element_id}/sharing/remove", response_class=HTMLResponse)
 def remove(request: Request, element_id: str, username: str = Form(...),
-           caller: Caller = Depends(page_caller), db: Session = Depends(get_db)):
+           caller: Caller = Depends(page_caller), db: Session = Depends(get_db, scope="function")):
     eid = parse_id(element_id)
     grants = {g.username: g.level for g in service.get_sharing(db, caller.actor, eid).grants
               if g.username.lower() != username.lower()}
@@ -79,7 +79,8 @@ def remove(request: Request, element_id: str, username: str = Form(...),
 @router.get("/ui/users", response_class=HTMLResponse)
 def user_options(request: Request, q: str = Query("", max_length=150),
                  username: str = Query("", max_length=150),
-                 caller: Caller = Depends(page_caller), db: Session = Depends(get_db)):
+                 caller: Caller = Depends(page_caller),
+                 db: Session = Depends(get_db, scope="function")):
     """Auto-completion: `q`, or `username` as the sharing form's input sends it."""
     query = (q or username).strip()
     users = search_users(db, query, 10) if query else []

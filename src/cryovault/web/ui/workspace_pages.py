@@ -44,7 +44,7 @@ def workspace(
     order: str = Query("asc"),
     cursor: str | None = Query(None, max_length=2000),
     caller: Caller = Depends(page_caller),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ):
     actor = caller.actor
     current = None
@@ -79,7 +79,7 @@ def tree(
     order: str = Query("asc"),
     cursor: str | None = Query(None, max_length=2000),
     caller: Caller = Depends(page_caller),
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_db, scope="function"),
 ):
     """One level of the explorer tree; deeper levels load when a node is unfolded."""
     parent_id = parse_id(parent) if parent else None
@@ -95,7 +95,7 @@ def tree(
 
 @router.get("/ui/elements/{element_id}/panel", response_class=HTMLResponse)
 def data_panel(request: Request, element_id: str, caller: Caller = Depends(page_caller),
-               db: Session = Depends(get_db)):
+               db: Session = Depends(get_db, scope="function")):
     current = service.get_element(db, caller.actor, parse_id(element_id))
     return templates.TemplateResponse(request, "partials/panel.html", page_context(
         request, caller, current=current, statuses=STATUSES, COLLABORATOR=COLLABORATOR))

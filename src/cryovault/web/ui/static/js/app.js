@@ -186,3 +186,6 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "e" && $("#explorer")) { setExplorer(app.classList.contains("no-explorer")); }
   else if (event.key === "p" && $("#datapanel")) { setPanel(app.dataset.panel === "collapsed" ? (localStorage.getItem("cryovault.panel.open") || "third") : "collapsed"); }
 });
+
+// Marks the page as interactive (keyboard shortcuts and dialogs wired): browser tests wait for it.
+document.body.dataset.ready = "1";
