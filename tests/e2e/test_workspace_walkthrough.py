@@ -38,19 +38,24 @@ def add_element(page: Page, kind: str, name: str, **choices: str) -> None:
 
 
 def wait_until_gone(page: Page, name: str) -> None:
-    """Deleted elements are greyed out at once and vanish when the deletion job completes."""
+    """Deleted elements are greyed out at once and vanish when the deletion job completes.
+    The page reloads itself after the request (HX-Refresh), so navigations may overlap ours."""
     row = page.locator("#items tr, #items li").filter(has_text=name)
     for _ in range(100):
-        page.wait_for_load_state()  # the deletion reloads the page
         try:
+            page.wait_for_load_state()
             classes = row.evaluate_all("rows => rows.map(r => r.className)")  # one snapshot
         except PlaywrightError:  # a reload started meanwhile
+            page.wait_for_timeout(100)
             continue
         if not classes:
             return
         assert all("is-deleting" in c for c in classes), classes
         page.wait_for_timeout(100)
-        page.reload()
+        try:
+            page.reload()
+        except PlaywrightError:
+            pass
     raise AssertionError(f"{name} was not deleted")
 
 
