@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from playwright.sync_api import Error as PlaywrightError
@@ -52,10 +53,8 @@ def wait_until_gone(page: Page, name: str) -> None:
             return
         assert all("is-deleting" in c for c in classes), classes
         page.wait_for_timeout(100)
-        try:
+        with contextlib.suppress(PlaywrightError):
             page.reload()
-        except PlaywrightError:
-            pass
     raise AssertionError(f"{name} was not deleted")
 
 
