@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from cryovault.access.levels import CARD, level_name
 from cryovault.db.elements import Element
@@ -48,8 +47,3 @@ class Page:
     items: list[ElementView]
     next_cursor: str | None
 
-
-@dataclass(frozen=True)
-class Timestamps:
-    created_at: datetime
-    updated_at: datetime

@@ -26,7 +26,6 @@ STATUS_LABELS = {
     "not_started": "Not started", "in_progress": "In progress", "completed": "Completed",
     "suspended": "Suspended", "warning": "Warning", "deleting": "Deleting",
 }
-KIND_ICONS = {"folder": "📁", "workflow": "🔀", "step": "🧩", "dataset": "🗂", "file": "📄"}
 
 
 def _when(value: datetime | None) -> str:
@@ -37,7 +36,6 @@ def _when(value: datetime | None) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.globals["STATUS_LABELS"] = STATUS_LABELS
-templates.env.globals["KIND_ICONS"] = KIND_ICONS
 
 
 class LoginRequired(Exception):
