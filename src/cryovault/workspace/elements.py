@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from cryovault.access.actor import Actor
 from cryovault.access.guard import require_access
-from cryovault.access.levels import CARD, COLLABORATOR
+from cryovault.access.levels import CARD, COLLABORATOR, OWNER
 from cryovault.access.sharing import create_own_acl
 from cryovault.access.visibility import access_expr, level_expr, visible_clause
 from cryovault.db.base import new_id, utcnow
@@ -122,8 +122,10 @@ def create_element(
     name = validate_name(name)
     description = validate_description(description or "")
     parent = None
+    parent_level = OWNER  # a root element gets its own set with the actor as owner
     if parent_id is not None:
-        parent, _ = require_access(db, actor, parent_id, COLLABORATOR, "create elements in")
+        parent, parent_level = require_access(db, actor, parent_id, COLLABORATOR,
+                                              "create elements in")
     check_containment(parent.kind if parent else None, kind)
 
     if kind != "workflow" and workflow_type is not None:
@@ -179,7 +181,8 @@ def create_element(
         for index, step in enumerate(get_template(workflow_type or "free").steps):
             _insert_element(db, actor, element, "step", step.name, position=index)
     db.flush()
-    return get_element(db, actor, element.id)
+    # The new element uses its parent's permission set, so the actor's level is the parent's.
+    return ElementView(element, parent_level, actor.username)
 
 
 def _creator_name(db: Session, element: Element) -> str | None:
