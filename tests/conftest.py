@@ -140,19 +140,19 @@ class ApiUser:
         return {"Authorization": f"Bearer {self.token}"}
 
     def get(self, url, **kw):
-        return self.client.get(url, headers=self.headers, **kw)
+        return self.client.get(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
 
     def post(self, url, **kw):
-        return self.client.post(url, headers=self.headers, **kw)
+        return self.client.post(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
 
     def put(self, url, **kw):
-        return self.client.put(url, headers=self.headers, **kw)
+        return self.client.put(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
 
     def patch(self, url, **kw):
-        return self.client.patch(url, headers=self.headers, **kw)
+        return self.client.patch(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
 
     def delete(self, url, **kw):
-        return self.client.delete(url, headers=self.headers, **kw)
+        return self.client.delete(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
 
     def create(self, kind: str, name: str, parent: str | None = None, **extra) -> dict:
         body = {"kind": kind, "name": name, "parent_id": parent, **extra}

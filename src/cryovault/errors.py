@@ -27,3 +27,7 @@ class Conflict(DomainError):
 
 class Unauthenticated(DomainError):
     """No valid session or token (401)."""
+
+
+class TooLarge(DomainError):
+    """The upload is larger than the limit or than the space left in the storage (413)."""

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+StorageRole = Literal["primary", "archive", "export"]
+STORAGE_ROLES: tuple[StorageRole, ...] = ("primary", "archive", "export")
+
+
+class StorageConfig(BaseModel):
+    """One storage: a local directory (`/path` or `file:///path`) or an fsspec URL such as
+    `s3://bucket/prefix` (S3-compatible: give `endpoint_url` and credentials)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    role: StorageRole = "primary"
+    endpoint_url: str | None = None
+    key: str | None = None
+    secret: str | None = None
+    region: str | None = None
 
 
 class Settings(BaseSettings):
@@ -19,11 +37,31 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(default=7 * 24, ge=1)
     auto_upgrade: bool = Field(default=True, description="Run migrations when the server starts")
     cookie_secure: bool = Field(default=False, description="Session cookie over HTTPS only")
+    storages: dict[str, StorageConfig] = Field(
+        default_factory=dict,
+        description="Named storages; default: primary, archive and export under data_dir/storage",
+    )
+    max_upload_bytes: int = Field(default=200 * 1024**3, ge=1,
+                                  description="Largest file accepted by an upload")
+    upload_expiry_hours: int = Field(default=7 * 24, ge=1,
+                                     description="Unfinished resumable uploads are removed after")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
                                    dotenv_settings, file_secret_settings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def effective_storages(self) -> dict[str, StorageConfig]:
+        if self.storages:
+            return self.storages
+        root = (self.data_dir / "storage").resolve()
+        return {role: StorageConfig(url=str(root / role), role=role) for role in STORAGE_ROLES}
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where resumable uploads are staged until complete (local to the portal host)."""
+        return (self.data_dir / "uploads").resolve()
 
     @property
     def effective_database_url(self) -> str:

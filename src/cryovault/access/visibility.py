@@ -66,6 +66,20 @@ def visible_clause(actor: Actor, element: Any = Element) -> ColumnElement[bool]:
     )
 
 
+def readable_acl_ids(actor: Actor) -> Select[tuple[uuid.UUID]]:
+    """The permission sets that grant the actor at least viewer: an element is readable (has a
+    level, not just a card) exactly when its `acl_id` is one of them. The set form of
+    `level_expr(...) IS NOT NULL`, for queries that filter many rows (search)."""
+    return select(AclGrant.acl_id).where(_grant_applies(actor))
+
+
+def readable_clause(actor: Actor, acl_id: Any) -> ColumnElement[bool]:
+    """`acl_id` (a column holding an element's permission set) grants the actor a level."""
+    if actor.is_workflow_admin:
+        return literal(True)
+    return acl_id.in_(readable_acl_ids(actor))
+
+
 def access_level(db: Session, actor: Actor, element_id: uuid.UUID) -> int | None:
     """The actor's access to one element: a level, CARD, or None when it is invisible."""
     if actor.is_workflow_admin:

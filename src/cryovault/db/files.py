@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cryovault.db.base import Base, UTCDateTime, new_id, utcnow
@@ -48,3 +48,17 @@ class Upload(Base):
     expected_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StorageTrash(Base):
+    """Bytes whose File elements are gone, waiting to be removed from their storage.
+
+    Deleting elements and queueing their bytes here happen in one transaction; the bytes are
+    removed afterwards, so a crash in between leaves a queue entry, never a lost reference."""
+
+    __tablename__ = "storage_trash"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    storage: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(1024))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,10 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from cryovault import __version__
 from cryovault.db.engine import make_engine, make_sessionmaker
 from cryovault.db.migrate import upgrade
-from cryovault.jobs.runner import resume_pending
 from cryovault.settings import Settings
+from cryovault.storage.registry import StorageSet
 from cryovault.web import errors
 from cryovault.web.api import router as api_router
+from cryovault.web.background import start_up_work
 from cryovault.web.ui import routers as ui_routers
 from cryovault.web.ui.common import UI_DIR
 from cryovault.workspace import deletion  # noqa: F401  (registers the deletion job handler)
@@ -34,8 +35,9 @@ def create_app(settings: Settings | None = None, *, resume_jobs: bool = True) ->
         gc.freeze()
         if resume_jobs:
             # Jobs a crashed process left behind run again, in the background (OPS-3).
-            threading.Thread(target=resume_pending, args=(app.state.sessions,),
-                             name="cryovault-resume-jobs", daemon=True).start()
+            # Then the cleanup pass removes what a crash or a cancelled upload left behind.
+            threading.Thread(target=start_up_work, args=(app,), name="cryovault-start-up",
+                             daemon=True).start()
         yield
         engine.dispose()
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None, *, resume_jobs: bool = True) ->
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
+    app.state.storages = StorageSet.from_settings(settings)
     errors.install(app)
     app.include_router(api_router)
     for router in ui_routers:

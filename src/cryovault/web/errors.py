@@ -10,11 +10,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cryovault.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from cryovault.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 
-STATUS = {NotFound: 404, Forbidden: 403, Invalid: 422, Conflict: 409, Unauthenticated: 401}
+STATUS = {NotFound: 404, Forbidden: 403, Invalid: 422, Conflict: 409, Unauthenticated: 401,
+          TooLarge: 413}
 
 
 def _status_of(exc: DomainError) -> int:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from cryovault.access.actor import Actor
 from cryovault.access.guard import require_access
 from cryovault.access.levels import OWNER
+from cryovault.db.base import utcnow
 from cryovault.db.elements import Element, ElementAncestor
+from cryovault.db.files import StorageTrash, StoredFile
 from cryovault.db.jobs import Job
 from cryovault.errors import Conflict, Invalid
 from cryovault.jobs.records import create_job
@@ -51,9 +53,19 @@ def request_deletion(db: Session, actor: Actor, element_id: uuid.UUID) -> Job:
 
 
 def _run_deletion(db: Session, job: Job) -> None:
-    # One statement: children, closure rows and permission sets go by ON DELETE CASCADE, so a
-    # crash leaves either the whole subtree or nothing.
+    # One transaction: the subtree's bytes are queued for removal from their storages
+    # (storage.cleanup.empty_trash), then one statement deletes the subtree — children, closure
+    # rows, stored-file records and permission sets go by ON DELETE CASCADE. A crash leaves
+    # either the whole subtree or nothing, and never bytes that nothing refers to.
     if job.element_id is not None:
+        subtree = select(ElementAncestor.element_id).where(
+            ElementAncestor.ancestor_id == job.element_id)
+        db.execute(insert(StorageTrash).from_select(
+            ["storage", "key", "queued_at"],
+            select(StoredFile.storage, StoredFile.key,
+                   literal(utcnow(), type_=StorageTrash.queued_at.type))
+            .where(StoredFile.element_id.in_(subtree)),
+        ))
         db.execute(delete(Element).where(Element.id == job.element_id))
 
 

@@ -6,18 +6,20 @@ import unicodedata
 
 from cryovault.errors import Invalid
 
-KINDS = ("folder", "workflow", "step", "dataset", "file")
+KINDS = ("folder", "workflow", "step", "dataset", "file", "sample")
 MAX_NAME_LENGTH = 255
 MAX_DESCRIPTION_LENGTH = 20_000
 
 # parent kind (None: root) -> kinds it may hold
 CHILD_KINDS: dict[str | None, tuple[str, ...]] = {
-    None: ("folder", "workflow", "file"),
+    # Samples (WS-9) are registered at the root and listed on their own page, not in the tree.
+    None: ("folder", "workflow", "file", "sample"),
     "folder": ("folder", "workflow"),
     "workflow": ("step",),
     "step": ("dataset", "file"),
     "dataset": ("file",),
     "file": (),
+    "sample": (),
 }
 
 STATUSES = ("not_started", "in_progress", "completed", "suspended", "warning")

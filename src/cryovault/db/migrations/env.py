@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from cryovault.db.models import Base
+from cryovault.db.search import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,6 +26,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

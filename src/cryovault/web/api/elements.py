@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from cryovault.access.actor import Actor
-from cryovault.jobs.runner import run_job
+from cryovault.storage import files
 from cryovault.web.api.schemas import (
     DeletionOut,
     ElementIn,
@@ -17,6 +17,7 @@ from cryovault.web.api.schemas import (
     PathEntryOut,
     parse_id,
 )
+from cryovault.web.background import run_job_and_tidy
 from cryovault.web.context import current_actor, get_db
 from cryovault.workspace import deletion
 from cryovault.workspace import elements as service
@@ -25,8 +26,14 @@ router = APIRouter(tags=["elements"])
 
 
 @router.post("/elements", response_model=ElementOut, status_code=201)
-def create_element(body: ElementIn, actor: Actor = Depends(current_actor),
+def create_element(body: ElementIn, request: Request, actor: Actor = Depends(current_actor),
                    db: Session = Depends(get_db, scope="function")):
+    if body.kind == "file" and body.workflow_type is None and body.dataset_type is None:
+        # A file always has bytes and a checksum: here, empty ones.
+        file = files.create_empty_file(db, actor, request.app.state.storages,
+                                       parent_id=body.parent_id, name=body.name,
+                                       description=body.description)
+        return ElementOut.of(file.element)
     view = service.create_element(
         db, actor, kind=body.kind, name=body.name, parent_id=body.parent_id,
         description=body.description, workflow_type=body.workflow_type,
@@ -73,7 +80,7 @@ def delete_element(element_id: str, request: Request, background: BackgroundTask
                    db: Session = Depends(get_db, scope="function")):
     job = deletion.request_deletion(db, actor, parse_id(element_id))
     db.commit()
-    background.add_task(run_job, request.app.state.sessions, job.id)
+    background.add_task(run_job_and_tidy, request.app, job.id)
     return JSONResponse({"job_id": str(job.id)}, status_code=202, background=background)
 
 

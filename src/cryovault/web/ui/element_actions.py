@@ -8,8 +8,8 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request, Response
 from sqlalchemy.orm import Session
 
-from cryovault.jobs.runner import run_job
 from cryovault.web.api.schemas import parse_id
+from cryovault.web.background import run_job_and_tidy
 from cryovault.web.context import Caller, get_db
 from cryovault.web.ui.common import page_caller
 from cryovault.workspace import deletion
@@ -70,7 +70,7 @@ def delete_many(request: Request, background: BackgroundTasks,
     jobs = [deletion.request_deletion(db, caller.actor, element_id) for element_id in ids]
     db.commit()
     for job in jobs:
-        background.add_task(run_job, request.app.state.sessions, job.id)
+        background.add_task(run_job_and_tidy, request.app, job.id)
     response = _refresh()
     response.background = background
     return response

@@ -31,6 +31,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('element_id', name=op.f('pk_stored_files')),
     sa.UniqueConstraint('key', name=op.f('uq_stored_files_key'))
     )
+    op.create_table('storage_trash',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('storage', sa.String(length=32), nullable=False),
+    sa.Column('key', sa.String(length=1024), nullable=False),
+    sa.Column('queued_at', cryovault.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_storage_trash'))
+    )
     op.create_table('uploads',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('parent_id', sa.Uuid(), nullable=False),
@@ -59,5 +66,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_uploads_parent_id'))
 
     op.drop_table('uploads')
+    op.drop_table('storage_trash')
     op.drop_table('stored_files')
     # ### end Alembic commands ###
