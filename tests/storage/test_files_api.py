@@ -63,7 +63,7 @@ def test_raw_body_upload(alice, dataset):
     response = alice.post(f"/api/v1/elements/{dataset['id']}/files",
                           params={"name": "particles.star"}, content=data)
     assert response.status_code == 201, response.text
-    assert response.json()["file"]["media_type"] == "text/x-star"
+    assert response.json()["file"]["media_type"] == "text/plain"
     assert alice.get(f"/api/v1/files/{response.json()['id']}/content").content == data
     missing_name = alice.post(f"/api/v1/elements/{dataset['id']}/files", content=b"x")
     assert_error(missing_name, 422, "name")

@@ -72,7 +72,7 @@ def bulk(app, user, kind: str, parent: dict | None, count: int, prefix: str) -> 
 def listed(page_html: str) -> list[str]:
     """Names of the listed items in the central area, list or cards view, in page order."""
     block = page_html.split('id="items"', 1)[1].split('<nav class="pager"', 1)[0]
-    names = re.findall(r'<a (?:class="card-name" )?href="/workspace/' + ID + r'">([^<]*)</a>',
+    names = re.findall(r'<a (?:class="card-name" )?href="/(?:workspace|files)/' + ID + r'">([^<]*)</a>',
                        block)
     return [html.unescape(n) for n in names]
 
@@ -480,7 +480,7 @@ def test_card_ancestor_page_shows_the_path_only(alice, bob, login):
         assert "only as the path to something shared with you inside it" in text
         for control in ('id="rename-current"', 'id="delete-current"', 'id="add-element"',
                         'id="add-dialog"', 'id="sharing-tab"', 'id="details-form"',
-                        'class="select-item"'):
+                        'data-actions="download delete"'):
             assert control not in text, control
         assert "private words" not in text and "Your access" not in text
     inner_page = page.get(f"/workspace/{inner['id']}").text

@@ -7,7 +7,6 @@ target again (it may have been deleted or unshared meanwhile) before anything is
 
 from __future__ import annotations
 
-import mimetypes
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from cryovault.db.base import utcnow
 from cryovault.db.elements import Element, ElementAncestor
 from cryovault.db.files import StoredFile
 from cryovault.errors import Conflict, Invalid, NotFound
+from cryovault.formats.filetypes import media_type
 from cryovault.storage.backends import StagedWrite, Storage
 from cryovault.storage.checksums import sha256_of_chunks
 from cryovault.storage.keys import clean_file_name, file_key
@@ -33,21 +33,6 @@ from cryovault.workspace.templates import MANAGED_DATASET_TYPES
 from cryovault.workspace.views import ElementView
 
 INTEGRITY_OK, INTEGRITY_MISMATCH, INTEGRITY_MISSING = "ok", "mismatch", "missing"
-
-_EXTRA_TYPES = {
-    ".mrc": "application/x-mrc", ".mrcs": "application/x-mrc", ".map": "application/x-mrc",
-    ".rec": "application/x-mrc", ".st": "application/x-mrc", ".eer": "image/x-eer",
-    ".star": "text/x-star", ".mdoc": "text/plain", ".log": "text/plain", ".xf": "text/plain",
-    ".tlt": "text/plain",
-}
-
-
-def media_type_of(name: str) -> str:
-    suffix = Path(name).suffix.lower()
-    if suffix in _EXTRA_TYPES:
-        return _EXTRA_TYPES[suffix]
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
-
 
 @dataclass(frozen=True)
 class UploadTarget:
@@ -103,7 +88,7 @@ def register_file(db: Session, actor: Actor, storages: StorageSet, target: Uploa
     try:
         stored = StoredFile(element_id=view.id, storage=storage.name, key=key,
                             size_bytes=size_bytes, sha256=sha256,
-                            media_type=media_type_of(target.name), integrity=INTEGRITY_OK,
+                            media_type=media_type(target.name), integrity=INTEGRITY_OK,
                             verified_at=utcnow())
         db.add(stored)
         db.flush()

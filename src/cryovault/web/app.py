@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from cryovault import __version__
 from cryovault.db.engine import make_engine, make_sessionmaker
 from cryovault.db.migrate import upgrade
+from cryovault.search import jobs as search_jobs  # noqa: F401  (registers the reindex job handler)
 from cryovault.settings import Settings
 from cryovault.storage.registry import StorageSet
 from cryovault.web import errors

@@ -7,7 +7,11 @@ from cryovault.web.api import (
     elements,
     files,
     jobs,
+    metadata,
+    notes,
     preferences,
+    samples,
+    search,
     sharing,
     storages,
     uploads,
@@ -15,5 +19,6 @@ from cryovault.web.api import (
 )
 
 router = APIRouter(prefix="/api/v1")
-for module in (auth, elements, files, uploads, storages, sharing, jobs, users, preferences):
+for module in (auth, elements, files, uploads, storages, sharing, jobs, users, preferences,
+               metadata, notes, samples, search):
     router.include_router(module.router)

@@ -16,6 +16,8 @@ from cryovault.access.actor import Actor
 from cryovault.access.roles import ROLES, WORKFLOW_ADMIN
 from cryovault.db.users import User
 from cryovault.errors import Unauthenticated
+from cryovault.formats.filetypes import viewer_kind
+from cryovault.storage.usage import human_bytes
 from cryovault.web.context import SESSION_COOKIE, Caller, get_db
 
 UI_DIR = Path(__file__).parent
@@ -34,7 +36,14 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _is_image_name(name: str) -> bool:
+    """Files shown with a thumbnail: those the image viewer opens, by their name."""
+    return viewer_kind(name, b"") == "image"
+
+
 templates.env.filters["when"] = _when
+templates.env.filters["is_image_name"] = _is_image_name
+templates.env.filters["bytes"] = human_bytes
 templates.env.globals["STATUS_LABELS"] = STATUS_LABELS
 
 

@@ -14,6 +14,7 @@ from cryovault.workspace import elements as service
 from cryovault.workspace.options import create_options
 from cryovault.workspace.recent import record_visit
 from cryovault.workspace.rules import STATUSES
+from cryovault.workspace.templates import MANAGED_DATASET_TYPES
 from cryovault.workspace.views import ElementView
 
 router = APIRouter(include_in_schema=False)
@@ -21,6 +22,14 @@ router = APIRouter(include_in_schema=False)
 VIEWS = ("list", "cards")
 TREE_KINDS = ("folder", "workflow", "step", "dataset")
 PAGE_SIZE = 100
+
+
+def can_upload_into(current: ElementView) -> bool:
+    """Offer uploads where files may go (WS-10): steps and hand-filled datasets."""
+    el = current.element
+    return (not current.is_card and not el.deleting and current.level >= COLLABORATOR
+            and (el.kind == "step" or (el.kind == "dataset"
+                                       and el.dataset_type not in MANAGED_DATASET_TYPES)))
 
 
 def _step_statuses(db: Session, caller: Caller, items: list[ElementView]) -> dict:
@@ -62,6 +71,7 @@ def workspace(
         options = create_options(db, current.element if current else None)
     context = page_context(
         request, caller, current=current, crumbs=path, items=page.items,
+        can_upload=current is not None and can_upload_into(current),
         next_cursor=page.next_cursor, view=view, sort=sort or "", order=order,
         options=options, step_statuses=_step_statuses(db, caller, page.items),
         statuses=STATUSES, OWNER=OWNER, COLLABORATOR=COLLABORATOR,
