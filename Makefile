@@ -17,6 +17,9 @@ $(VENDOR)/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp node_modules/openseadragon/build/openseadragon/openseadragon.min.js $(VENDOR)/
+	rm -rf $(VENDOR)/openseadragon-images
+	cp -r node_modules/openseadragon/build/openseadragon/images $(VENDOR)/openseadragon-images
 	touch $@
 
 # Debian's Chromium for the browser tests (never a downloaded browser).

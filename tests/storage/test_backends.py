@@ -8,8 +8,10 @@ import os
 import zipfile
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from cryovault.errors import Invalid
 from cryovault.settings import Settings, StorageConfig
@@ -121,6 +123,13 @@ def test_upload_download_and_zip_through_the_api_on_s3(s3_config, database_url, 
         assert archive.read("S/stack.mrcs") == data and archive.read("S/b.bin") == b"abc"
         assert alice.post(f"/api/v1/files/{file['id']}/verify").json()["file"]["integrity"] == (
             "ok")
+        # the viewer reads a local copy of an object, checked against the recorded checksum
+        image = io.BytesIO()
+        Image.fromarray(np.eye(64, dtype=np.uint8) * 255).save(image, format="PNG")
+        png = alice.post(f"/api/v1/elements/{step['id']}/files", params={"name": "atlas.png"},
+                         content=image.getvalue()).json()
+        preview = alice.get(f"/api/v1/files/{png['id']}/preview")
+        assert preview.status_code == 200 and preview.json()["width"] == 64
         storage = app.state.storages.primary
         assert list(storage.walk("tmp")) == []
         # deletion removes the bytes from the bucket

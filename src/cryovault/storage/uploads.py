@@ -168,9 +168,16 @@ class ChunkWriter:
 
 
 def record_offset(db: Session, upload: Upload, start: int, offset: int) -> None:
-    db.execute(update(Upload).where(Upload.id == upload.id, Upload.offset_bytes == start)
-               .values(offset_bytes=offset, updated_at=utcnow())
-               .execution_options(synchronize_session=False))
+    done = db.execute(update(Upload).where(Upload.id == upload.id, Upload.offset_bytes == start)
+                      .values(offset_bytes=offset, updated_at=utcnow())
+                      .execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        db.expunge(upload)
+        current = db.get(Upload, upload.id)
+        if current is None:
+            raise NotFound("the upload was cancelled while this chunk was arriving")
+        raise Conflict(f"another request moved the upload to offset {current.offset_bytes} "
+                       "meanwhile; resume from there")
     db.refresh(upload)
 
 

@@ -23,8 +23,9 @@ class StorageReport:
     @property
     def used_fraction(self) -> float | None:
         usage = self.usage
-        if usage.total_bytes and usage.used_bytes is not None:
-            return usage.used_bytes / usage.total_bytes
+        if usage.total_bytes and usage.free_bytes is not None:
+            # What is not available to cryovault is "used", reserved blocks included.
+            return 1 - usage.free_bytes / usage.total_bytes
         return None
 
 

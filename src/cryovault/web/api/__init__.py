@@ -16,9 +16,10 @@ from cryovault.web.api import (
     storages,
     uploads,
     users,
+    viewers,
 )
 
 router = APIRouter(prefix="/api/v1")
-for module in (auth, elements, files, uploads, storages, sharing, jobs, users, preferences,
+for module in (auth, elements, files, viewers, uploads, storages, sharing, jobs, users, preferences,
                metadata, notes, samples, search):
     router.include_router(module.router)

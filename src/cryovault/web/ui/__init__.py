@@ -2,12 +2,16 @@
 
 from cryovault.web.ui import (
     auth_pages,
+    content_pages,
     dashboard_pages,
     element_actions,
+    search_pages,
     sharing_pages,
     storage_pages,
+    viewer_pages,
     workspace_pages,
 )
 
 routers = [auth_pages.router, workspace_pages.router, element_actions.router,
-           sharing_pages.router, dashboard_pages.router, storage_pages.router]
+           sharing_pages.router, dashboard_pages.router, storage_pages.router,
+           content_pages.router, search_pages.router, viewer_pages.router]
