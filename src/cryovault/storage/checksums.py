@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cryovault.storage.backends import READ_CHUNK_BYTES, StagedWrite
+
+# Hashing and writing both release the GIL: done in two threads, they overlap.
+_HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cryovault-sha256")
+
+
+def _update(digest: hashlib._Hash, pieces: Sequence[bytes]) -> None:
+    for piece in pieces:
+        digest.update(piece)
+
+
+def hash_alongside(digest: hashlib._Hash, pieces: Sequence[bytes],
+                   write: Callable[[Sequence[bytes]], None]) -> None:
+    """`write(pieces)` while `digest` takes the same bytes in another thread."""
+    hashing = _HASH_POOL.submit(_update, digest, pieces)
+    try:
+        write(pieces)
+    finally:
+        hashing.result()
 
 
 class HashingWriter:
@@ -16,9 +35,8 @@ class HashingWriter:
         self.staged = staged
         self._hash = hashlib.sha256()
 
-    def write(self, data: bytes | memoryview) -> None:
-        self._hash.update(data)
-        self.staged.write(data)
+    def write(self, pieces: Sequence[bytes]) -> None:
+        hash_alongside(self._hash, pieces, self.staged.write_all)
 
     @property
     def size_bytes(self) -> int:
@@ -61,5 +79,6 @@ def verified(chunks: Iterable[bytes], expected_sha256: str, expected_size: int) 
                                f"registered {expected_size} bytes with {expected_sha256}")
 
 
-__all__ = ["READ_CHUNK_BYTES", "ChecksumMismatch", "HashingWriter", "sha256_of_chunks",
+__all__ = ["READ_CHUNK_BYTES", "ChecksumMismatch", "HashingWriter", "hash_alongside",
+           "sha256_of_chunks",
            "sha256_of_file", "verified"]

@@ -221,7 +221,7 @@ def _files_below(db: Session, top: Element) -> Iterator[tuple[str, StoredFile]]:
         .where(ElementAncestor.ancestor_id == top.id)
     ).all()
     deleting = {row.id for row in rows if row.deleting}
-    for stored in sorted(stored_rows, key=lambda s: s.key):
+    for stored in sorted(stored_rows, key=lambda s: (s.created_at, s.key)):
         if stored.element_id in deleting:
             continue
         parts: list[str] = []

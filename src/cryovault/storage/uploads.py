@@ -15,6 +15,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +29,8 @@ from cryovault.db.base import utcnow
 from cryovault.db.files import Upload
 from cryovault.errors import Conflict, Invalid, NotFound, TooLarge
 from cryovault.settings import Settings
-from cryovault.storage.checksums import sha256_of_file
+from cryovault.storage.backends import write_pieces
+from cryovault.storage.checksums import hash_alongside, sha256_of_file
 from cryovault.storage.files import FileView, UploadTarget, check_file_target, register_file
 from cryovault.storage.registry import StorageSet
 
@@ -123,7 +125,7 @@ class ChunkWriter:
         self.received = 0
         path = part_path(settings, upload.id)
         try:
-            self._file: BinaryIO = open(path, "r+b")  # noqa: SIM115 (closed by close())
+            self._file: BinaryIO = open(path, "r+b", buffering=0)  # noqa: SIM115 (see close())
         except FileNotFoundError:
             raise Conflict("the staged bytes of this upload are gone; cancel it and start "
                            "again") from None
@@ -144,14 +146,17 @@ class ChunkWriter:
         else:
             self._hash = None
 
-    def write(self, data: bytes) -> None:
-        if self.received + len(data) > self.limit:
+    def write(self, pieces: Sequence[bytes]) -> None:
+        size = sum(map(len, pieces))
+        if self.received + size > self.limit:
             raise TooLarge(f"more bytes than the {self.limit + self.start:,} announced when the "
                            "upload was created")
-        self._file.write(data)
+        fd = self._file.fileno()
         if self._hash is not None:
-            self._hash.update(data)
-        self.received += len(data)
+            hash_alongside(self._hash, pieces, lambda p: write_pieces(fd, p))
+        else:
+            write_pieces(fd, pieces)
+        self.received += size
 
     def close(self) -> int:
         """Make what arrived durable; the new offset."""

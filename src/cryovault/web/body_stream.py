@@ -3,6 +3,7 @@ multipart/form-data body parsed incrementally with python-multipart."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -13,25 +14,42 @@ from cryovault.errors import Invalid
 FLUSH_BYTES = 8 * 1024 * 1024  # hand bytes to the writer thread in blocks of this size
 
 
-async def pump(chunks: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[None]], *,
-               keep_partial: bool = False) -> None:
-    """Pass the chunks to `write` in blocks of about FLUSH_BYTES (fewer thread hops).
+async def pump(chunks: AsyncIterator[bytes], write: Callable[[list[bytes]], Awaitable[None]],
+               *, keep_partial: bool = False) -> None:
+    """Pass the chunks to `write` in lists of about FLUSH_BYTES (fewer thread hops).
 
-    With `keep_partial`, what arrived before the client went away is still written (a
-    resumable upload keeps it); the disconnection is then raised."""
-    buffer = bytearray()
+    One block is written while the next one arrives (at most one write in flight, so memory
+    stays at two blocks), so the network and the disk work at the same time. With
+    `keep_partial`, what arrived before the client went away is still written (a resumable
+    upload keeps it); the disconnection is then raised."""
+    pending: list[bytes] = []
+    pending_bytes = 0
+    in_flight: asyncio.Task[None] | None = None
+
+    async def hand_over() -> None:
+        nonlocal pending, pending_bytes, in_flight
+        block, pending, pending_bytes = pending, [], 0
+        if in_flight is not None:
+            await in_flight
+        in_flight = asyncio.ensure_future(write(block))
+
     try:
-        async for chunk in chunks:
-            buffer += chunk
-            if len(buffer) >= FLUSH_BYTES:
-                block, buffer = bytes(buffer), bytearray()
-                await write(block)
-    except ClientDisconnect:
-        if keep_partial and buffer:
-            await write(bytes(buffer))
-        raise
-    if buffer:
-        await write(bytes(buffer))
+        try:
+            async for chunk in chunks:
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                if pending_bytes >= FLUSH_BYTES:
+                    await hand_over()
+        except ClientDisconnect:
+            if keep_partial and pending:
+                await hand_over()
+            raise
+        if pending:
+            await hand_over()
+    finally:
+        if in_flight is not None:
+            # Always wait for the write in flight: its error, if any, is the one to report.
+            await in_flight
 
 
 class FilePart:

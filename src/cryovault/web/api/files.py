@@ -62,10 +62,10 @@ async def upload_file(element_id: str, request: Request,
     staged = await run_in_threadpool(storages.primary.stage)
     writer = HashingWriter(staged)
 
-    def write(block: bytes) -> None:
-        if writer.size_bytes + len(block) > settings.max_upload_bytes:
+    def write(pieces: list[bytes]) -> None:
+        if writer.size_bytes + sum(map(len, pieces)) > settings.max_upload_bytes:
             raise TooLarge(f"uploads are limited to {settings.max_upload_bytes:,} bytes")
-        writer.write(block)
+        writer.write(pieces)
 
     try:
         await pump(chunks, lambda block: run_in_threadpool(write, block))
