@@ -39,8 +39,9 @@ def encode_frame(positions: np.ndarray, n_pixels: int, *, subpixels: np.ndarray 
                  rle_bits: int = 7, subpixel_bits: int = 4) -> bytes:
     """Encode one EER frame: `positions` are the flat pixel indices (row * width + column) of
     its electron events, strictly increasing and < `n_pixels`; `subpixels` the events'
-    sub-pixel codes (default 0; masked to `subpixel_bits`). The stream is padded to an even number of bytes, as the
-    decoder reads 16-bit words, and ends with a code that reaches the last pixel."""
+    sub-pixel codes (default 0; masked to `subpixel_bits`). The stream is padded to an even
+    number of bytes, as the decoder reads 16-bit words, and ends with a code that reaches the
+    last pixel."""
     positions = np.asarray(positions, dtype=np.int64).ravel()
     n = positions.size
     if n and (positions[0] < 0 or positions[-1] >= n_pixels or np.any(np.diff(positions) <= 0)):
@@ -139,7 +140,8 @@ def write_eer(path: Path, frames: Sequence[EerFrame] | Iterable[EerFrame], *, wi
                 if code == 273:
                     payload = struct.pack("<Q", 0)  # patched below
                 if len(payload) <= 8:
-                    entries.append(struct.pack("<HHQ", code, dtype, count) + payload.ljust(8, b"\0"))
+                    entries.append(struct.pack("<HHQ", code, dtype, count)
+                                   + payload.ljust(8, b"\0"))
                 else:
                     offset = data_offset + sum(len(b) for b in blobs)
                     entries.append(struct.pack("<HHQQ", code, dtype, count, offset))

@@ -24,7 +24,8 @@ TIFF_EXTENSIONS = frozenset({".tif", ".tiff", ".gain"})
 EER_EXTENSIONS = frozenset({".eer"})
 PNG_EXTENSIONS = frozenset({".png"})
 JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
-IMAGE_EXTENSIONS = MRC_EXTENSIONS | TIFF_EXTENSIONS | EER_EXTENSIONS | PNG_EXTENSIONS | JPEG_EXTENSIONS
+IMAGE_EXTENSIONS = (MRC_EXTENSIONS | TIFF_EXTENSIONS | EER_EXTENSIONS | PNG_EXTENSIONS
+                    | JPEG_EXTENSIONS)
 
 TABLE_EXTENSIONS = frozenset({".star", ".csv", ".tsv"})
 JSON_EXTENSIONS = frozenset({".json"})
