@@ -58,3 +58,41 @@ def test_db_upgrade(tmp_path, monkeypatch):
     assert result.exit_code == 0
     assert "Created the built-in admin" in result.output
     assert "up to date" in result.output
+
+
+def test_storage_verify_and_cleanup(tmp_path, monkeypatch):
+    """`storage verify` flags damaged files and fails; `storage cleanup` removes leftovers."""
+    monkeypatch.delenv("CRYOVAULT_DATABASE_URL", raising=False)
+    from fastapi.testclient import TestClient
+
+    from cryovault.settings import Settings
+    from cryovault.web.app import create_app
+    from tests.conftest import add_user
+
+    app_ = create_app(Settings(data_dir=tmp_path), resume_jobs=False)
+    with TestClient(app_) as client:
+        alice = add_user(app_.state.sessions, client, "alice")
+        workflow = alice.create("workflow", "W", workflow_type="free")
+        step = alice.create("step", "S", workflow["id"])
+        files = [alice.post(f"/api/v1/elements/{step['id']}/files", params={"name": name},
+                            content=name.encode() * 100).json() for name in ("a.txt", "b.txt")]
+    app_.state.engine.dispose()
+    ok = runner.invoke(app, ["storage", "verify", "--data-dir", str(tmp_path)])
+    assert ok.exit_code == 0 and "every registered file matches" in ok.output, ok.output
+
+    storage = tmp_path / "storage" / "primary"
+    damaged = next(storage.glob(f"files/*/{files[1]['id']}/*"))
+    damaged.write_bytes(b"x" * damaged.stat().st_size)
+    bad = runner.invoke(app, ["storage", "verify", "--data-dir", str(tmp_path)])
+    assert bad.exit_code == 2, bad.output
+    assert "mismatch" in bad.output and "1 damaged or missing files were flagged" in bad.output
+
+    leftover = storage / "tmp" / "crashed.part"
+    leftover.write_bytes(b"half")
+    kept = runner.invoke(app, ["storage", "cleanup", "--data-dir", str(tmp_path)])
+    assert kept.exit_code == 0 and leftover.exists()  # within the grace period
+    done = runner.invoke(app, ["storage", "cleanup", "--grace-minutes", "0", "--data-dir",
+                               str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert "1 staged leftovers" in done.output and not leftover.exists()
+    assert damaged.exists()  # registered files are never cleaned up

@@ -13,8 +13,10 @@ app = typer.Typer(help="cryovault: data management for cryo-EM facilities.",
                   no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
+storage_app = typer.Typer(help="Storages: cleanup and integrity checks.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.add_typer(storage_app, name="storage")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory "
                                               "(default: $CRYOVAULT_DATA_DIR or ./data)")]
@@ -166,3 +168,45 @@ def set_password(
 
 if __name__ == "__main__":
     app()
+
+
+@storage_app.command("cleanup")
+def storage_cleanup(
+    data_dir: DataDir = None,
+    grace_minutes: Annotated[int, typer.Option(
+        "--grace-minutes", min=0, help="leave alone what changed more recently (transfers in "
+        "progress)")] = 60,
+) -> None:
+    """Remove what crashes, cancelled uploads and deletions left in the storages."""
+    from datetime import timedelta
+
+    from cryovault.storage.cleanup import run_cleanup
+    from cryovault.storage.registry import StorageSet
+
+    settings = _settings(data_dir)
+    report = run_cleanup(_sessions(settings), settings, StorageSet.from_settings(settings),
+                         grace=timedelta(minutes=grace_minutes))
+    typer.echo(f"removed: {report.trash_removed} deleted files, {report.staged_removed} staged "
+               f"leftovers, {report.uploads_expired} expired uploads, {report.orphans_removed} "
+               f"unregistered files; {report.bytes_freed:,} bytes freed")
+
+
+@storage_app.command("verify")
+def storage_verify(data_dir: DataDir = None) -> None:
+    """Read every registered file and compare it with its SHA-256; flag the damaged ones."""
+    from cryovault.storage.files import verify_all
+    from cryovault.storage.registry import StorageSet
+
+    settings = _settings(data_dir)
+
+    def report(count: int, stored, integrity: str) -> None:
+        if integrity != "ok":
+            typer.secho(f"{integrity}: {stored.storage}:{stored.key}", fg=typer.colors.RED)
+        elif count % 1000 == 0:
+            typer.echo(f"{count} files checked …")
+
+    damaged = verify_all(_sessions(settings), StorageSet.from_settings(settings), report)
+    if damaged:
+        raise _fail(f"{len(damaged)} damaged or missing files were flagged; restore them from "
+                    "a copy")
+    typer.echo("every registered file matches its checksum")

@@ -102,7 +102,7 @@ def test_upload_view_and_zoom(server, browser, shots, tmp_path):
     page.locator("#black-point").fill("100")
     expect(page.locator("#contrast-filter feFuncR")).not_to_have_attribute("slope", slope)
     expect(page.locator("#black-value")).not_to_be_empty()
-    shots.take(page, "image-viewer-zoomed", guide=True)
+    shots.take(page, "image-viewer-zoomed")
     context.close()
 
 

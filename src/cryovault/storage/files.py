@@ -8,12 +8,12 @@ target again (it may have been deleted or unshared meanwhile) before anything is
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from cryovault.access.actor import Actor
 from cryovault.access.guard import require_access
@@ -250,14 +250,42 @@ def verify_file(db: Session, actor: Actor, storages: StorageSet,
     """Read the whole file and compare with its recorded size and SHA-256; the outcome is
     recorded (a file that reads right again is cleared of an earlier flag)."""
     file = get_file(db, actor, file_id)
-    stored = file.stored
-    storage = storages.get(stored.storage)
-    if storage.size(stored.key) is None:
-        integrity = INTEGRITY_MISSING
-    else:
-        sha256, size = sha256_of_chunks(storage.read(stored.key))
-        ok = sha256 == stored.sha256 and size == stored.size_bytes
-        integrity = INTEGRITY_OK if ok else INTEGRITY_MISMATCH
-    flag_file(db, stored.element_id, integrity)
+    flag_file(db, file.id, check_bytes(storages, file.stored))
     db.flush()
     return file
+
+
+def check_bytes(storages: StorageSet, stored: StoredFile) -> str:
+    """Read the bytes and say whether they are intact: "ok", "mismatch" or "missing"."""
+    storage = storages.get(stored.storage)
+    if storage.size(stored.key) is None:
+        return INTEGRITY_MISSING
+    sha256, size = sha256_of_chunks(storage.read(stored.key))
+    ok = sha256 == stored.sha256 and size == stored.size_bytes
+    return INTEGRITY_OK if ok else INTEGRITY_MISMATCH
+
+
+def verify_all(sessions: sessionmaker[Session], storages: StorageSet,
+               progress: Callable[[int, StoredFile, str], None] | None = None) -> list[StoredFile]:
+    """Check every registered file (an administrator's audit); the damaged ones, now flagged."""
+    damaged: list[StoredFile] = []
+    checked = 0
+    last: uuid.UUID | None = None
+    while True:
+        with sessions() as db:
+            query = select(StoredFile).order_by(StoredFile.element_id).limit(500)
+            if last is not None:
+                query = query.where(StoredFile.element_id > last)
+            batch = db.scalars(query).all()
+            if not batch:
+                return damaged
+            for stored in batch:
+                integrity = check_bytes(storages, stored)
+                flag_file(db, stored.element_id, integrity)
+                checked += 1
+                if integrity != INTEGRITY_OK:
+                    damaged.append(stored)
+                if progress is not None:
+                    progress(checked, stored, integrity)
+            db.commit()
+            last = batch[-1].element_id
