@@ -43,8 +43,35 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(default=200 * 1024**3, ge=1,
                                   description="Largest file accepted by an upload")
+    dask_scheduler: str | None = Field(
+        default=None, description="Dask scheduler address (tcp://host:8786) for processing; "
+        "default: local worker processes")
+    processing_workers: int | None = Field(
+        default=None, ge=1, description="local processing processes (default: one per CPU)")
     upload_expiry_hours: int = Field(default=7 * 24, ge=1,
                                      description="Unfinished resumable uploads are removed after")
+    # Company directory (LDAP) for adding users and for their sign-in (SPEC ADM-3).
+    ldap_url: str | None = Field(default=None, description="ldap://host:389 or ldaps://host:636")
+    ldap_base_dn: str = Field(default="", description="Where users are searched, e.g. "
+                              "ou=people,dc=example,dc=org")
+    ldap_bind_dn: str | None = Field(default=None, description="Service account for searches "
+                                     "(anonymous when unset)")
+    ldap_bind_password: str | None = None
+    ldap_user_filter: str = Field(default="(objectClass=inetOrgPerson)",
+                                  description="LDAP filter every user entry matches")
+    ldap_username_attribute: str = "uid"
+    ldap_email_attribute: str = "mail"
+    ldap_first_name_attribute: str = "givenName"
+    ldap_last_name_attribute: str = "sn"
+    ldap_start_tls: bool = Field(default=False, description="Upgrade ldap:// with StartTLS")
+    ldap_ca_file: Path | None = Field(default=None, description="CA certificates (PEM) that "
+                                      "sign the directory's TLS certificate")
+    ldap_timeout_seconds: float = Field(default=4.0, gt=0, le=30,
+                                        description="Longest wait for the directory per request")
+    # Licences (SPEC ADM-4): keys are verified against this Ed25519 public key.
+    license_public_key: str | None = Field(
+        default=None, description="Ed25519 public key (PEM or base64 of the 32 raw bytes) that "
+        "signs this installation's licence keys; see 'cryovault admin make-license-keypair'")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
