@@ -72,8 +72,8 @@ def bulk(app, user, kind: str, parent: dict | None, count: int, prefix: str) -> 
 def listed(page_html: str) -> list[str]:
     """Names of the listed items in the central area, list or cards view, in page order."""
     block = page_html.split('id="items"', 1)[1].split('<nav class="pager"', 1)[0]
-    names = re.findall(r'<a (?:class="card-name" )?href="/(?:workspace|files)/' + ID + r'">([^<]*)</a>',
-                       block)
+    names = re.findall(r'<a (?:class="card-name" )?href="/(?:workspace|files)/' + ID
+                       + r'">([^<]*)</a>', block)
     return [html.unescape(n) for n in names]
 
 

@@ -10,7 +10,7 @@ from cryovault.access.actor import Actor
 from cryovault.access.users import create_user
 from cryovault.db.elements import Acl, Element, ElementAncestor
 from cryovault.errors import Conflict, NotFound
-from cryovault.jobs.runner import run_job
+from cryovault.jobs.runner import JobEnvironment, run_job
 from cryovault.workspace import deletion
 from cryovault.workspace.elements import create_element, update_element
 
@@ -73,7 +73,7 @@ def test_renames_racing_deletes(sessions):
                 with lock:
                     outcomes.append("refused")
                 return
-        run_job(sessions, job.id)
+        run_job(JobEnvironment(sessions), job.id)
         with lock:
             outcomes.append("deleted")
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from cryovault.errors import Conflict, Forbidden, NotFound
-from cryovault.jobs.runner import run_job
+from cryovault.jobs.runner import JobEnvironment, run_job
 from cryovault.workspace.deletion import request_deletion
 from tests.helpers import assert_error
 
@@ -85,7 +85,7 @@ def test_deletion_window_greys_out_and_refuses_use(sessions, alice):
     assert job["element_id"] == workflow["id"]
     assert job["element_name"] == "Doomed"
 
-    run_job(sessions, job_id)
+    run_job(JobEnvironment(sessions), job_id)
 
     for element in (workflow, imaging, dataset, file):
         assert_error(alice.get(url(element)), 404, case=element["kind"])
@@ -102,7 +102,7 @@ def test_deleting_a_root_element_is_greyed_out_at_the_root(sessions, alice):
     statuses = {e["name"]: e["status"] for e in alice.children()}
     assert statuses == {"Root doomed": "deleting", "Root kept": None}
     assert_error(alice.get(url(folder)), 409)
-    run_job(sessions, job_id)
+    run_job(JobEnvironment(sessions), job_id)
     assert [e["id"] for e in alice.children()] == [keep["id"]]
 
 
@@ -149,8 +149,8 @@ def test_pending_deletion_job_is_a_private_entity_to_others(sessions, alice, bob
     assert own["element_id"] == secret["id"]
 
     # Once finished, a job is listed for its owner only.
-    run_job(sessions, secret_job)
-    run_job(sessions, shared_job)
+    run_job(JobEnvironment(sessions), secret_job)
+    run_job(JobEnvironment(sessions), shared_job)
     assert job_of(bob, secret_job) is None
     assert job_of(carol, shared_job) is None
     assert_error(bob.get(f"{JOBS}/{secret_job}"), 404)

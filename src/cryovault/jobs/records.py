@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from cryovault.access.actor import Actor
@@ -15,7 +16,7 @@ from cryovault.db.base import utcnow
 from cryovault.db.elements import Element
 from cryovault.db.jobs import Job
 from cryovault.db.users import User
-from cryovault.errors import NotFound
+from cryovault.errors import Conflict, Forbidden, NotFound
 
 PENDING = ("waiting", "running")
 FINISHED = ("completed", "failed", "cancelled")
@@ -37,22 +38,18 @@ class JobView:
         return self.job.element_id if self.element_visible else None
 
 
-def create_job(db: Session, kind: str, actor: Actor, element: Element | None) -> Job:
+def create_job(db: Session, kind: str, actor: Actor, element: Element | None,
+               parameters: dict | None = None) -> Job:
     job = Job(
         kind=kind,
         user_id=actor.user_id,
         element_id=element.id if element else None,
         element_name=element.name if element else "",
+        parameters=json.dumps(parameters or {}, sort_keys=True),
     )
     db.add(job)
     db.flush()
     return job
-
-
-def mark_running(db: Session, job: Job) -> None:
-    job.status = "running"
-    job.started_at = job.started_at or utcnow()
-    db.flush()
 
 
 def mark_finished(db: Session, job: Job, status: str, message: str = "") -> None:
@@ -78,7 +75,8 @@ def list_jobs(db: Session, actor: Actor, limit: int = 200) -> list[JobView]:
     stmt = (
         select(Job, User.username)
         .outerjoin(User, User.id == Job.user_id)
-        .where(or_(Job.status.in_(PENDING), Job.user_id == actor.user_id))
+        .where(or_(Job.status.in_(PENDING),
+                   (Job.user_id == actor.user_id) & Job.dismissed.is_(False)))
         .order_by(Job.created_at.desc())
         .limit(limit)
     )
@@ -89,13 +87,51 @@ def get_job(db: Session, actor: Actor, job_id: uuid.UUID) -> JobView:
     row = db.execute(
         select(Job, User.username).outerjoin(User, User.id == Job.user_id).where(Job.id == job_id)
     ).first()
-    if row is None or (row[0].status in FINISHED and row[0].user_id != actor.user_id):
+    if row is None or (row[0].status in FINISHED and (row[0].user_id != actor.user_id
+                                                      or row[0].dismissed)):
         raise NotFound(f"no job with id {job_id}")
     return _view(db, actor, *row)
 
 
-def pending_job_ids(db: Session) -> list[uuid.UUID]:
-    return list(db.scalars(select(Job.id).where(Job.status.in_(PENDING))
-                           .order_by(Job.created_at)))
 
 
+def job_parameters(job: Job) -> dict:
+    return json.loads(job.parameters or "{}")
+
+
+def cancel_job(db: Session, actor: Actor, job_id: uuid.UUID) -> JobView:
+    """Ask a job that has not finished to stop (own jobs; admins any). A waiting job is
+    cancelled at once; a running one stops at its next checkpoint."""
+    view = get_job(db, actor, job_id)
+    job = view.job
+    if job.user_id != actor.user_id and not (actor.is_workflow_admin or actor.is_customer_admin):
+        raise Forbidden("you can cancel only the jobs you started")
+    if job.status in FINISHED:
+        raise Conflict(f"the job has already ended ({job.status})")
+    db.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True)
+               .execution_options(synchronize_session=False))
+    cancelled_now = db.execute(
+        update(Job).where(Job.id == job.id, Job.status == "waiting")
+        .values(status="cancelled", finished_at=utcnow(), message="cancelled before it started")
+        .execution_options(synchronize_session=False))
+    db.flush()
+    db.refresh(job)
+    if cancelled_now.rowcount == 0 and job.status == "running":
+        job.message = "cancelling…"
+    return view
+
+
+def dismiss_jobs(db: Session, actor: Actor, job_id: uuid.UUID | None = None) -> int:
+    """Remove one finished job of the actor's, or all of them, from their list (JOB-2)."""
+    if job_id is not None:
+        view = get_job(db, actor, job_id)
+        if view.job.user_id != actor.user_id:
+            raise Forbidden("you can remove only your own jobs from your list")
+        if view.job.status not in FINISHED:
+            raise Conflict("a job that has not ended cannot be removed; cancel it first")
+    query = update(Job).where(Job.user_id == actor.user_id, Job.status.in_(FINISHED),
+                              Job.dismissed.is_(False))
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    done = db.execute(query.values(dismissed=True).execution_options(synchronize_session=False))
+    return done.rowcount

@@ -11,14 +11,17 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from cryovault import __version__
+from cryovault.access.config import AccessConfig
 from cryovault.db.engine import make_engine, make_sessionmaker
 from cryovault.db.migrate import upgrade
+from cryovault.jobs.runner import Worker
+from cryovault.plugins import activate_plugins
 from cryovault.search import jobs as search_jobs  # noqa: F401  (registers the reindex job handler)
 from cryovault.settings import Settings
 from cryovault.storage.registry import StorageSet
 from cryovault.web import errors
 from cryovault.web.api import router as api_router
-from cryovault.web.background import start_up_work
+from cryovault.web.background import job_environment, start_up_work
 from cryovault.web.ui import routers as ui_routers
 from cryovault.web.ui.common import UI_DIR
 from cryovault.workspace import deletion  # noqa: F401  (registers the deletion job handler)
@@ -34,12 +37,16 @@ def create_app(settings: Settings | None = None, *, resume_jobs: bool = True) ->
         # Objects made at start-up live as long as the process: keep them out of the garbage
         # collector's full passes, which otherwise show as tens of ms in the slowest requests.
         gc.freeze()
+        worker = None
         if resume_jobs:
-            # Jobs a crashed process left behind run again, in the background (OPS-3).
-            # Then the cleanup pass removes what a crash or a cancelled upload left behind.
+            # The cleanup pass removes what a crash or a cancelled upload left behind; the job
+            # worker runs jobs a crashed process left, and those nobody ran yet (OPS-3).
             threading.Thread(target=start_up_work, args=(app,), name="cryovault-start-up",
                              daemon=True).start()
+            worker = Worker(job_environment(app)).start()
         yield
+        if worker is not None:
+            worker.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -55,6 +62,8 @@ def create_app(settings: Settings | None = None, *, resume_jobs: bool = True) ->
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.storages = StorageSet.from_settings(settings)
+    app.state.access = AccessConfig.from_settings(settings)
+    activate_plugins()
     errors.install(app)
     app.include_router(api_router)
     for router in ui_routers:

@@ -7,20 +7,25 @@ import uuid
 
 from fastapi import FastAPI
 
-from cryovault.jobs.runner import resume_pending, run_job
+from cryovault.jobs.runner import JobEnvironment, run_job
 from cryovault.storage.cleanup import empty_trash, run_cleanup
 
 log = logging.getLogger(__name__)
 
 
+def job_environment(app: FastAPI) -> JobEnvironment:
+    return JobEnvironment(app.state.sessions, app.state.settings, app.state.storages)
+
+
 def run_job_and_tidy(app: FastAPI, job_id: uuid.UUID) -> None:
-    """Run a job, then remove from storage the bytes it released (deletions)."""
-    run_job(app.state.sessions, job_id)
+    """Run a job at once (unless a worker already took it), then remove from storage the bytes
+    it released (deletions)."""
+    run_job(job_environment(app), job_id)
     empty_trash(app.state.sessions, app.state.storages)
 
 
 def start_up_work(app: FastAPI) -> None:
-    resume_pending(app.state.sessions)
+    """The cleanup pass (the job worker takes care of jobs left behind)."""
     try:
         report = run_cleanup(app.state.sessions, app.state.settings, app.state.storages)
         log.info("cleanup at start-up: %s", report)

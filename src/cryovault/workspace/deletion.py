@@ -16,7 +16,7 @@ from cryovault.db.files import StorageTrash, StoredFile
 from cryovault.db.jobs import Job
 from cryovault.errors import Conflict, Invalid
 from cryovault.jobs.records import create_job
-from cryovault.jobs.runner import register_handler
+from cryovault.jobs.runner import JobContext, register_handler
 from cryovault.workspace.templates import get_template
 
 DELETE_JOB = "delete"
@@ -52,11 +52,12 @@ def request_deletion(db: Session, actor: Actor, element_id: uuid.UUID) -> Job:
     return job
 
 
-def _run_deletion(db: Session, job: Job) -> None:
+def _run_deletion(context: JobContext) -> None:
     # One transaction: the subtree's bytes are queued for removal from their storages
     # (storage.cleanup.empty_trash), then one statement deletes the subtree — children, closure
     # rows, stored-file records and permission sets go by ON DELETE CASCADE. A crash leaves
     # either the whole subtree or nothing, and never bytes that nothing refers to.
+    db, job = context.db, context.job
     if job.element_id is not None:
         subtree = select(ElementAncestor.element_id).where(
             ElementAncestor.ancestor_id == job.element_id)
