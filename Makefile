@@ -8,7 +8,7 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 VENDOR := src/cryovault/web/ui/static/vendor
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install demo test lint bench clean browser
+.PHONY: install demo test lint bench clean browser ldap i18n
 
 install: $(STAMP) $(VENDOR)/.installed
 
@@ -29,6 +29,20 @@ browser:
 	   (apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null)) || \
 	  sudo apt-get install -y --no-install-recommends chromium; }
 
+# Debian's OpenLDAP server for the directory tests (tests/access/test_ldap.py starts its own).
+SLAPD := /usr/sbin/slapd
+ldap:
+	@test -x $(SLAPD) || { echo "installing Debian's slapd for the directory tests"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slapd >/dev/null 2>&1 || \
+	   (apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slapd >/dev/null)) || \
+	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slapd; }
+
+# Portal translations: extract the marked texts of the templates, merge them into each catalog.
+LOCALE := src/cryovault/web/ui/locale
+i18n: install
+	$(BIN)/pybabel extract -F babel.cfg -o $(LOCALE)/messages.pot --omit-header src/cryovault/web/ui
+	for lang in fr de; do $(BIN)/pybabel update -i $(LOCALE)/messages.pot -d $(LOCALE) -l $$lang --omit-header --no-fuzzy-matching; done
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -39,7 +53,7 @@ demo: install
 	$(BIN)/cryovault demo --data-dir demo-data --host 127.0.0.1 --port 8000
 
 # Runs on SQLite always, and on PostgreSQL too when a server answers on 127.0.0.1:5432.
-test: install lint browser
+test: install lint browser ldap
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null; then \
 	  echo "PostgreSQL answers on 127.0.0.1:5432: running the suite on SQLite and PostgreSQL"; \
 	  CRYOVAULT_TEST_POSTGRES_URL=$(PG_URL) $(BIN)/pytest; \

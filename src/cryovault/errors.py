@@ -31,3 +31,7 @@ class Unauthenticated(DomainError):
 
 class TooLarge(DomainError):
     """The upload is larger than the limit or than the space left in the storage (413)."""
+
+
+class Unavailable(DomainError):
+    """A service the request needs (e.g. the company directory) does not answer (503)."""

@@ -134,7 +134,9 @@ def test_walkthrough(server, browser, shots):
     expect(bob.locator("#add-element")).to_have_count(0)
     expect(bob.locator("#rename-current")).to_have_count(0)
     expect(bob.locator("#delete-current")).to_have_count(0)
-    expect(bob.locator("#items .select-item")).to_have_count(0)
+    # a viewer may select items to download them, never to delete them
+    expect(bob.locator("#items .select-item[data-actions*='delete']")).to_have_count(0)
+    expect(bob.locator("#archive-current")).to_have_count(0)
     bob.locator("#sharing-tab").click()
     expect(bob.locator("#sharing-readonly")).to_be_visible()
     expect(bob.locator("#share-username")).to_have_count(0)

@@ -13,8 +13,10 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from cryovault.access.config import NO_EXTERNAL, AccessConfig
+from cryovault.access.licences import check_sign_in
 from cryovault.access.passwords import verify_password
-from cryovault.access.users import find_by_login
+from cryovault.access.users import DIRECTORY_SOURCE, find_by_login
 from cryovault.db.base import utcnow
 from cryovault.db.users import ApiToken, LoginSession, User
 from cryovault.errors import Invalid, NotFound, Unauthenticated
@@ -26,12 +28,25 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def authenticate(db: Session, login: str, password: str) -> User:
+def authenticate(db: Session, login: str, password: str,
+                 config: AccessConfig = NO_EXTERNAL) -> User:
+    """The user for these credentials: a local password, or for users added from the company
+    directory a bind to the directory. Raises Unauthenticated (wrong credentials, deactivated),
+    Forbidden (no licence seat) or Unavailable (directory down)."""
     user = find_by_login(db, login)
-    if user is None or not verify_password(user.password_hash, password):
+    if user is not None and user.source == DIRECTORY_SOURCE:
+        if config.directory is None:
+            raise Unauthenticated("directory sign-in is not configured on this installation; "
+                                  "ask an administrator")
+        if not user.is_active:  # do not ask the directory about deactivated accounts
+            verify_password(None, password)
+            raise Unauthenticated("this account is deactivated; ask a user manager")
+        config.directory.check_password(user.username, password)
+    elif user is None or not verify_password(user.password_hash, password):
         raise Unauthenticated("wrong username/e-mail or password")
     if not user.is_active:
         raise Unauthenticated("this account is deactivated; ask a user manager")
+    check_sign_in(db, config.licensing, user)
     return user
 
 

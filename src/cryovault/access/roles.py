@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cryovault.errors import Invalid
+from cryovault.errors import Forbidden, Invalid
 
 WORKFLOW_ADMIN = "workflow-admin"
 USER_MANAGER = "user-manager"
@@ -27,3 +27,38 @@ def validate_role(role: str) -> str:
     if role not in ROLES:
         raise Invalid(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
     return role
+
+
+# --- administration rights (SPEC ADM-2, ADM-3) -----------------------------------------------
+# Each administrative action and the roles that allow it; customer-admin holds every role, so
+# it is allowed everything. workflow-admin has no user administration at all.
+ADMIN_ROLES = (USER_MANAGER, LICENSE_MANAGER, CUSTOMER_ROLE_MANAGER, CUSTOMER_ADMIN)
+
+VIEW_USERS = "see users, their roles and licences"
+EDIT_USERS = "create, edit and deactivate users"
+ASSIGN_ROLES = "assign and unassign roles"
+ASSIGN_CUSTOMER_ADMIN = "give or take the customer-admin role"
+VIEW_LICENSES = "see the licences"
+MANAGE_LICENSES = "install licences and assign or unassign seats"
+EDIT_PLATFORM_PREFERENCES = "change platform preferences"
+
+RIGHTS: dict[str, frozenset[str]] = {
+    VIEW_USERS: frozenset(ADMIN_ROLES),
+    EDIT_USERS: frozenset({USER_MANAGER, CUSTOMER_ADMIN}),
+    ASSIGN_ROLES: frozenset({CUSTOMER_ROLE_MANAGER, CUSTOMER_ADMIN}),
+    ASSIGN_CUSTOMER_ADMIN: frozenset({CUSTOMER_ADMIN}),
+    VIEW_LICENSES: frozenset(ADMIN_ROLES),
+    MANAGE_LICENSES: frozenset({LICENSE_MANAGER, CUSTOMER_ADMIN}),
+    EDIT_PLATFORM_PREFERENCES: frozenset({CUSTOMER_ADMIN}),
+}
+
+
+def may(roles: frozenset[str], right: str) -> bool:
+    return bool(RIGHTS[right] & roles)
+
+
+def require(roles: frozenset[str], right: str) -> None:
+    """Raise Forbidden unless one of `roles` (effective roles) grants `right`."""
+    if not may(roles, right):
+        holders = " or ".join(r for r in ROLES if r in RIGHTS[right])
+        raise Forbidden(f"only a {holders} may {right}")

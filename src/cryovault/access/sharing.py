@@ -24,6 +24,7 @@ from cryovault.db.base import utcnow
 from cryovault.db.elements import Acl, AclGrant, Element, ElementAncestor
 from cryovault.db.users import User
 from cryovault.errors import Invalid
+from cryovault.search import index as search_index
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ def set_sharing(
         db.add(AclGrant(acl_id=acl.id, user_id=None, level=EVERYBODY_LEVELS[everybody]))
     db.execute(update(Element).where(Element.id == element_id).values(updated_at=utcnow()))
     db.flush()
+    search_index.refresh_acl(db, acl.id)  # who may find its elements (SPEC AC-5, PLT-2)
     db.refresh(element)
     # The actor may have handed ownership to others: report what they may do now.
     return _read_sharing(db, element, can_edit=(access_level(db, actor, element.id) or 0) >= OWNER)

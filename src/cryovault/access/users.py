@@ -16,6 +16,8 @@ from cryovault.db.users import User, UserRole
 from cryovault.errors import Conflict, Invalid, NotFound
 
 BUILTIN_ADMIN = "admin"
+LOCAL_SOURCE = "local"
+DIRECTORY_SOURCE = "ldap"
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,149}$")
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 MIN_PASSWORD_LENGTH = 8
@@ -46,6 +48,7 @@ def create_user(
     last_name: str = "",
     roles: Iterable[str] = (),
     is_builtin: bool = False,
+    source: str = LOCAL_SOURCE,
 ) -> User:
     _validate_username(username)
     if password is not None:
@@ -68,6 +71,7 @@ def create_user(
         last_name=last_name,
         password_hash=hash_password(password) if password is not None else None,
         is_builtin=is_builtin,
+        source=source,
     )
     user.roles = [UserRole(role=validate_role(r)) for r in sorted(set(roles))]
     db.add(user)

@@ -4,6 +4,7 @@ from cryovault.db.base import Base
 from cryovault.db.elements import Acl, AclGrant, Element, ElementAncestor, RecentVisit
 from cryovault.db.files import StorageTrash, StoredFile, Upload
 from cryovault.db.jobs import Job
+from cryovault.db.licenses import InstalledLicense, UserLicense
 from cryovault.db.metadata import MetadataEntry
 from cryovault.db.notes import ElementReference, Note
 from cryovault.db.preferences import PlatformPreference, UserPreference
@@ -12,7 +13,7 @@ from cryovault.db.users import ApiToken, LoginSession, User, UserRole
 
 __all__ = [
     "Acl", "AclGrant", "ApiToken", "Base", "Element", "ElementAncestor", "ElementReference", "Job",
-    "LoginSession", "MetadataEntry", "Note", "SearchDocument",
+    "InstalledLicense", "LoginSession", "MetadataEntry", "Note", "SearchDocument",
     "PlatformPreference", "RecentVisit", "StorageTrash", "StoredFile", "Upload", "User",
-    "UserPreference", "UserRole",
+    "UserLicense", "UserPreference", "UserRole",
 ]

@@ -5,8 +5,14 @@ way. What the engines add lives outside the models, created by migration 0004:
 - SQLite: the FTS5 table `search_fts` (external content = this table, rowid = `id`) and the
   triggers that keep it in step with this table;
 - PostgreSQL: the generated column `tsv` (names weight A, metadata B, notes C) and its GIN index.
-On both, a trigger on `elements` copies `acl_id` and `deleting` here, so that the permission
-filter of a search reads this row and never the element's.
+Who may find a document is part of the document: `principal_terms` holds a word per principal
+whose grant lets them read the element ("u<user id hex>", "everybody") and "alive" unless the
+element is being deleted. The permission filter of a search is then one more condition of the
+full-text match itself, evaluated on the index's posting lists: its cost follows the matches a
+user may see, not all matches. `kind_terms` ("kfolder" …) does the same for the kind filter.
+A trigger on `elements` keeps `acl_id`, `deleting` and the principals current when an element
+changes permission set or starts being deleted; search/index.py refreshes a permission set's
+documents when its grants change (access/sharing.py calls it).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class SearchDocument(Base):
     acl_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     kind: Mapped[str] = mapped_column(String(16))
     deleting: Mapped[bool] = mapped_column(Boolean, default=False)
+    kind_terms: Mapped[str] = mapped_column(String(32), default="")
+    principal_terms: Mapped[str] = mapped_column(Text, default="")
     name_terms: Mapped[str] = mapped_column(Text, default="")
     metadata_terms: Mapped[str] = mapped_column(Text, default="")
     notes_terms: Mapped[str] = mapped_column(Text, default="")

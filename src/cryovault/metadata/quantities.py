@@ -294,6 +294,7 @@ def convert(value: float, source: UnitChoice, target: UnitChoice) -> float:
     return float(ureg.Quantity(value, source.name).to(target.name).magnitude)
 
 
+@cache
 def unit_symbol(name: str | None) -> str:
     if not name:
         return ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -305,7 +305,7 @@ def known_names(db: Session, actor: Actor, prefix: str = "", limit: int = 50) ->
     """Metadata names (and their type) already used on elements the actor may read, for the
     "pick an existing name" list; names on elements the actor cannot see never appear."""
     stmt = (
-        select(distinct(MetadataEntry.name), MetadataEntry.value_type)
+        select(MetadataEntry.name, MetadataEntry.value_type).distinct()
         .join(Element, Element.id == MetadataEntry.element_id)
         .order_by(MetadataEntry.name)
         .limit(limit)

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from cryovault.access import credentials
 from cryovault.access.actor import Actor
+from cryovault.access.config import AccessConfig
 from cryovault.db.users import User
 from cryovault.errors import Unauthenticated
+from cryovault.preferences import DEFAULT_USER_PREFERENCES, UserPreferences
 
 SESSION_COOKIE = "cryovault_session"
 
@@ -37,6 +39,7 @@ def get_db(request: Request) -> Iterator[Session]:
 class Caller:
     user: User
     actor: Actor
+    preferences: UserPreferences = DEFAULT_USER_PREFERENCES  # loaded for portal pages
 
 
 def _resolve(request: Request, db: Session) -> User:
@@ -65,3 +68,8 @@ def current_caller(request: Request, db: Session = Depends(get_db, scope="functi
 
 def current_actor(caller: Caller = Depends(current_caller)) -> Actor:
     return caller.actor
+
+
+def access_config(request: Request) -> AccessConfig:
+    """The installation's licence key and company directory (made by web/app.py)."""
+    return request.app.state.access

@@ -18,12 +18,13 @@ from cryovault.errors import (
     NotFound,
     TooLarge,
     Unauthenticated,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS = {NotFound: 404, Forbidden: 403, Invalid: 422, Conflict: 409, Unauthenticated: 401,
-          TooLarge: 413}
+          TooLarge: 413, Unavailable: 503}
 
 
 def _status_of(exc: DomainError) -> int:

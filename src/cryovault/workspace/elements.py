@@ -25,6 +25,7 @@ from cryovault.db.elements import Element, ElementAncestor
 from cryovault.db.users import User
 from cryovault.errors import Conflict, Invalid
 from cryovault.preferences import max_folder_depth
+from cryovault.search import index as search_index
 from cryovault.workspace.rules import (
     KINDS_WITH_STATUS,
     check_containment,
@@ -90,6 +91,7 @@ def _insert_element(
     db.flush()
     if parent is None:
         create_own_acl(db, element, actor.user_id)
+    search_index.add_element(db, element)
     db.execute(
         insert(ElementAncestor).values(element_id=element.id, ancestor_id=element.id, depth=0)
     )
@@ -259,6 +261,8 @@ def list_children(
     )
     if kinds is not None:
         stmt = stmt.where(Element.kind.in_(kinds))
+    elif parent_id is None:
+        stmt = stmt.where(Element.kind != "sample")  # samples have their own page (WS-9)
     if cursor:
         value, after_id = _decode_cursor(cursor, sort)
         boundary = tuple_(key, Element.id)
@@ -332,6 +336,8 @@ def update_element(
         )
         if result.rowcount != 1:
             raise Conflict(f"{element.kind} {element.name!r} is being deleted")
+        if "name" in values or "description" in values:
+            search_index.reindex_element(db, element_id)
         db.flush()
         db.refresh(element)
     return get_element(db, actor, element_id)

@@ -40,10 +40,10 @@ _markdown.enable(["table", "strikethrough"])
 _markdown.validateLink = _safe_link
 
 
-def _link_open(tokens, idx, options, env):
+def _link_open(renderer, tokens, idx, options, env):
     tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
     tokens[idx].attrSet("target", "_blank")
-    return _markdown.renderer.renderToken(tokens, idx, options, env)
+    return renderer.renderToken(tokens, idx, options, env)
 
 
 _markdown.add_render_rule("link_open", _link_open)

@@ -29,8 +29,9 @@ class CreateOptions:
 
 
 def create_options(db: Session, parent: Element | None) -> CreateOptions:
-    """Kinds the portal offers inside `parent`. Files come in by upload, never by this dialog."""
-    kinds = [k for k in CHILD_KINDS[parent.kind if parent else None] if k != "file"]
+    """Kinds the portal offers inside `parent`. Files come in by upload, never by this dialog;
+    samples are registered on the Samples page."""
+    kinds = [k for k in CHILD_KINDS[parent.kind if parent else None] if k not in ("file", "sample")]
     if "folder" in kinds:
         depth = parent.depth + 1 if parent else 0
         if depth > max_folder_depth(db):

@@ -3,10 +3,12 @@
 from fastapi import APIRouter
 
 from cryovault.web.api import (
+    admin,
     auth,
     elements,
     files,
     jobs,
+    lifecycle,
     metadata,
     notes,
     preferences,
@@ -21,5 +23,5 @@ from cryovault.web.api import (
 
 router = APIRouter(prefix="/api/v1")
 for module in (auth, elements, files, viewers, uploads, storages, sharing, jobs, users, preferences,
-               metadata, notes, samples, search):
+               metadata, notes, samples, search, admin, lifecycle):
     router.include_router(module.router)

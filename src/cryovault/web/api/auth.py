@@ -26,7 +26,7 @@ router = APIRouter(tags=["auth"])
 def login(body: LoginIn, request: Request, response: Response,
           db: Session = Depends(get_db, scope="function")):
     settings = request.app.state.settings
-    user = credentials.authenticate(db, body.username, body.password)
+    user = credentials.authenticate(db, body.username, body.password, request.app.state.access)
     secret = credentials.open_session(db, user, timedelta(minutes=settings.session_idle_minutes))
     response.set_cookie(SESSION_COOKIE, secret, httponly=True, samesite="lax",
                         secure=settings.cookie_secure, max_age=settings.session_max_hours * 3600)

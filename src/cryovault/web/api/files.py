@@ -59,6 +59,7 @@ async def upload_file(element_id: str, request: Request,
         filename, chunks = name, request.stream()
     target = await run_in_threadpool(service.check_file_target, db, actor, parent_id,
                                      filename or "")
+    await run_in_threadpool(db.commit)  # no transaction stays open while the bytes travel
     staged = await run_in_threadpool(storages.primary.stage)
     writer = HashingWriter(staged)
 

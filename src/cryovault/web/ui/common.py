@@ -8,6 +8,8 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from sqlalchemy.orm import Session
 
 from cryovault import __version__
@@ -17,12 +19,15 @@ from cryovault.access.roles import ROLES, WORKFLOW_ADMIN
 from cryovault.db.users import User
 from cryovault.errors import Unauthenticated
 from cryovault.formats.filetypes import viewer_kind
+from cryovault.preferences import DEFAULT_USER_PREFERENCES, user_preferences
 from cryovault.storage.usage import human_bytes
 from cryovault.web.context import SESSION_COOKIE, Caller, get_db
+from cryovault.web.ui import i18n
 
 UI_DIR = Path(__file__).parent
 templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
 templates.env.globals["version"] = __version__
+i18n.install(templates.env)
 
 STATUS_LABELS = {
     "not_started": "Not started", "in_progress": "In progress", "completed": "Completed",
@@ -30,10 +35,13 @@ STATUS_LABELS = {
 }
 
 
-def _when(value: datetime | None) -> str:
+@pass_context
+def _when(context: Context, value: datetime | None) -> str:
+    """A UTC time in the signed-in user's date format (ADM-5)."""
     if value is None:
         return ""
-    return value.strftime("%Y-%m-%d %H:%M UTC")
+    preferences = context.get("user_preferences") or DEFAULT_USER_PREFERENCES
+    return value.strftime(preferences.date_pattern) + " UTC"
 
 
 def _is_image_name(name: str) -> bool:
@@ -81,8 +89,9 @@ def page_caller(request: Request, db: Session = Depends(get_db, scope="function"
             timedelta(hours=settings.session_max_hours))
     except Unauthenticated:
         raise LoginRequired(target) from None
+    prefs = user_preferences(db, user.id)
     db.commit()
-    return Caller(user, Actor.of(user))
+    return Caller(user, Actor.of(user), prefs)
 
 
 def page_context(request: Request, caller: Caller, **extra) -> dict:
@@ -94,5 +103,7 @@ def page_context(request: Request, caller: Caller, **extra) -> dict:
         "actor": actor,
         "is_admin": bool(admin_roles),
         "path": request.url.path,
+        "lang": caller.preferences.language,
+        "user_preferences": caller.preferences,
         **extra,
     }

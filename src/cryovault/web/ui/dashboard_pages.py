@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from markdown_it import MarkdownIt
 from sqlalchemy.orm import Session
 
+from cryovault.access.licences import license_status
 from cryovault.errors import NotFound
 from cryovault.jobs.records import list_jobs
 from cryovault.web.context import Caller, get_db
@@ -30,7 +31,7 @@ def dashboard(request: Request, caller: Caller = Depends(page_caller),
     counts = Counter(view.job.status for view in jobs)
     return templates.TemplateResponse(request, "dashboard.html", page_context(
         request, caller, recent=recent_elements(db, caller.actor), job_counts=counts,
-        jobs=jobs[:5]))
+        jobs=jobs[:5], licensing=license_status(db, request.app.state.access.licensing)))
 
 
 @router.get("/jobs", response_class=HTMLResponse)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request, Response
 from sqlalchemy.orm import Session
 
+from cryovault.lifecycle import archive
 from cryovault.web.api.schemas import parse_id
 from cryovault.web.background import run_job_and_tidy
 from cryovault.web.context import Caller, get_db
@@ -71,6 +72,23 @@ def delete_many(request: Request, background: BackgroundTasks,
     db.commit()
     for job in jobs:
         background.add_task(run_job_and_tidy, request.app, job.id)
+    response = _refresh()
+    response.background = background
+    return response
+
+
+@router.post("/ui/elements/{element_id}/{action}")
+def archive_or_restore(element_id: str, action: str, request: Request,
+                       background: BackgroundTasks, caller: Caller = Depends(page_caller),
+                       db: Session = Depends(get_db, scope="function")):
+    """Start archiving or restoring an element's files (JOB-3); the page shows the job."""
+    kinds = {"archive": archive.ARCHIVE_JOB, "restore": archive.RESTORE_JOB}
+    if action not in kinds:
+        return Response(f"unknown action {action!r}", status_code=404)
+    job = archive.request_move(db, caller.actor, request.app.state.storages,
+                               parse_id(element_id), kinds[action])
+    db.commit()
+    background.add_task(run_job_and_tidy, request.app, job.id)
     response = _refresh()
     response.background = background
     return response

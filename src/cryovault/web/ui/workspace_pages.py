@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
 from cryovault.access.levels import COLLABORATOR, OWNER
+from cryovault.lifecycle.archive import archived_elements
 from cryovault.web.api.schemas import parse_id
 from cryovault.web.context import Caller, get_db
 from cryovault.web.ui.common import page_caller, page_context, templates
@@ -72,6 +73,9 @@ def workspace(
     context = page_context(
         request, caller, current=current, crumbs=path, items=page.items,
         can_upload=current is not None and can_upload_into(current),
+        archived=archived_elements(db, request.app.state.storages,
+                                   [v.id for v in page.items if not v.is_card]
+                                   + ([current.id] if current and not current.is_card else [])),
         next_cursor=page.next_cursor, view=view, sort=sort or "", order=order,
         options=options, step_statuses=_step_statuses(db, caller, page.items),
         statuses=STATUSES, OWNER=OWNER, COLLABORATOR=COLLABORATOR,

@@ -17,28 +17,41 @@ depends_on = None
 
 # Hand-written: the full-text engines, which autogenerate cannot see (db/search.py). The same
 # statements are kept in search/fts5.py and search/postgres.py, which a reindex re-applies.
+SQLITE_PRINCIPALS = """(SELECT 'alive' || coalesce(' ' || group_concat(
+            CASE WHEN g.user_id IS NULL THEN 'everybody' ELSE 'u' || lower(g.user_id) END, ' '), '')
+        FROM acl_grants AS g WHERE g.acl_id = new.acl_id)"""
 SQLITE_UP = [
     """CREATE VIRTUAL TABLE search_fts USING fts5(
-        name_terms, metadata_terms, notes_terms,
+        name_terms, metadata_terms, notes_terms, kind_terms, principal_terms,
         content='search_documents', content_rowid='id', tokenize='unicode61')""",
     """CREATE TRIGGER search_documents_ai AFTER INSERT ON search_documents BEGIN
-        INSERT INTO search_fts(rowid, name_terms, metadata_terms, notes_terms)
-        VALUES (new.id, new.name_terms, new.metadata_terms, new.notes_terms);
+        INSERT INTO search_fts(rowid, name_terms, metadata_terms, notes_terms, kind_terms,
+                               principal_terms)
+        VALUES (new.id, new.name_terms, new.metadata_terms, new.notes_terms, new.kind_terms,
+                new.principal_terms);
     END""",
     """CREATE TRIGGER search_documents_ad AFTER DELETE ON search_documents BEGIN
-        INSERT INTO search_fts(search_fts, rowid, name_terms, metadata_terms, notes_terms)
-        VALUES ('delete', old.id, old.name_terms, old.metadata_terms, old.notes_terms);
+        INSERT INTO search_fts(search_fts, rowid, name_terms, metadata_terms, notes_terms,
+                               kind_terms, principal_terms)
+        VALUES ('delete', old.id, old.name_terms, old.metadata_terms, old.notes_terms,
+                old.kind_terms, old.principal_terms);
     END""",
-    """CREATE TRIGGER search_documents_au
-        AFTER UPDATE OF name_terms, metadata_terms, notes_terms ON search_documents BEGIN
-        INSERT INTO search_fts(search_fts, rowid, name_terms, metadata_terms, notes_terms)
-        VALUES ('delete', old.id, old.name_terms, old.metadata_terms, old.notes_terms);
-        INSERT INTO search_fts(rowid, name_terms, metadata_terms, notes_terms)
-        VALUES (new.id, new.name_terms, new.metadata_terms, new.notes_terms);
+    """CREATE TRIGGER search_documents_au AFTER UPDATE OF name_terms, metadata_terms, notes_terms,
+        kind_terms, principal_terms ON search_documents BEGIN
+        INSERT INTO search_fts(search_fts, rowid, name_terms, metadata_terms, notes_terms,
+                               kind_terms, principal_terms)
+        VALUES ('delete', old.id, old.name_terms, old.metadata_terms, old.notes_terms,
+                old.kind_terms, old.principal_terms);
+        INSERT INTO search_fts(rowid, name_terms, metadata_terms, notes_terms, kind_terms,
+                               principal_terms)
+        VALUES (new.id, new.name_terms, new.metadata_terms, new.notes_terms, new.kind_terms,
+                new.principal_terms);
     END""",
-    """CREATE TRIGGER elements_search_access AFTER UPDATE OF acl_id, deleting ON elements
+    f"""CREATE TRIGGER elements_search_access AFTER UPDATE OF acl_id, deleting ON elements
+    WHEN old.acl_id IS NOT new.acl_id OR old.deleting IS NOT new.deleting
     BEGIN
-        UPDATE search_documents SET acl_id = new.acl_id, deleting = new.deleting
+        UPDATE search_documents SET acl_id = new.acl_id, deleting = new.deleting,
+            principal_terms = CASE WHEN new.deleting THEN '' ELSE {SQLITE_PRINCIPALS} END
         WHERE element_id = new.id;
     END""",
 ]
@@ -53,11 +66,17 @@ POSTGRES_UP = [
     """ALTER TABLE search_documents ADD COLUMN tsv tsvector GENERATED ALWAYS AS (
         setweight(to_tsvector('simple'::regconfig, name_terms), 'A')
         || setweight(to_tsvector('simple'::regconfig, metadata_terms), 'B')
-        || setweight(to_tsvector('simple'::regconfig, notes_terms), 'C')) STORED""",
+        || setweight(to_tsvector('simple'::regconfig, notes_terms), 'C')
+        || setweight(to_tsvector('simple'::regconfig, kind_terms || ' ' || principal_terms),
+                     'D')) STORED""",
     "CREATE INDEX ix_search_documents_tsv ON search_documents USING gin (tsv)",
     """CREATE FUNCTION search_documents_sync_access() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        UPDATE search_documents SET acl_id = NEW.acl_id, deleting = NEW.deleting
+        UPDATE search_documents SET acl_id = NEW.acl_id, deleting = NEW.deleting,
+            principal_terms = CASE WHEN NEW.deleting THEN '' ELSE (
+                SELECT 'alive' || coalesce(' ' || string_agg(CASE WHEN g.user_id IS NULL
+                    THEN 'everybody' ELSE 'u' || replace(g.user_id::text, '-', '') END, ' '), '')
+                FROM acl_grants AS g WHERE g.acl_id = NEW.acl_id) END
         WHERE element_id = NEW.id;
         RETURN NULL;
     END $$""",
@@ -157,6 +176,8 @@ def upgrade() -> None:
     sa.Column('acl_id', sa.Uuid(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('deleting', sa.Boolean(), nullable=False),
+    sa.Column('kind_terms', sa.String(length=32), nullable=False),
+    sa.Column('principal_terms', sa.Text(), nullable=False),
     sa.Column('name_terms', sa.Text(), nullable=False),
     sa.Column('metadata_terms', sa.Text(), nullable=False),
     sa.Column('notes_terms', sa.Text(), nullable=False),

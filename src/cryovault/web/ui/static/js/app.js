@@ -187,5 +187,119 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "p" && $("#datapanel")) { setPanel(app.dataset.panel === "collapsed" ? (localStorage.getItem("cryovault.panel.open") || "third") : "collapsed"); }
 });
 
+// --- metadata panel (MD-2, MD-3): filter, add/edit dialog with units following the quantity --
+document.addEventListener("input", (event) => {
+  if (event.target.id !== "metadata-filter") return;
+  const needle = event.target.value.trim().toLowerCase();
+  let shown = 0;
+  $$("[data-meta-group]").forEach((group) => {
+    let inGroup = 0;
+    $$("[data-meta-row]", group).forEach((row) => {
+      const on = !needle || row.dataset.search.includes(needle);
+      row.hidden = !on;
+      if (on) inGroup += 1;
+    });
+    group.hidden = inGroup === 0;
+    shown += inGroup;
+  });
+  const none = $("#metadata-no-match");
+  if (none) none.hidden = !needle || shown > 0;
+});
+
+function quantityUnits() {
+  const data = $("#quantities-data");
+  return data ? JSON.parse(data.textContent) : {};
+}
+function fillUnits(selected) {
+  const quantity = $("#metadata-quantity").value;
+  const unit = $("#metadata-unit");
+  const units = quantityUnits()[quantity] || [];
+  unit.replaceChildren(...(units.length ? units : [{ name: "", symbol: "—" }]).map((u) => {
+    const option = document.createElement("option");
+    option.value = u.name; option.textContent = u.symbol === u.name ? u.name : `${u.symbol} (${u.name})`;
+    return option;
+  }));
+  unit.disabled = units.length === 0;
+  if (selected) unit.value = selected;
+}
+function syncValueType() {
+  const type = $("#metadata-type").value;
+  const value = $("#metadata-value");
+  const bool = $("#metadata-bool");
+  const numeric = type === "double" || type === "integer";
+  $("#metadata-unit-fields").hidden = !numeric;
+  $("#metadata-quantity").disabled = !numeric;
+  if (!numeric) { $("#metadata-unit").disabled = true; } else { fillUnits($("#metadata-unit").value); }
+  bool.hidden = type !== "boolean"; bool.disabled = type !== "boolean";
+  value.hidden = type === "boolean"; value.disabled = type === "boolean";
+  if (type === "boolean") { bool.name = "value"; value.removeAttribute("name"); } else { value.name = "value"; bool.removeAttribute("name"); }
+  value.type = type === "date" ? "date" : "text";
+  value.inputMode = type === "integer" ? "numeric" : type === "double" ? "decimal" : "text";
+  value.placeholder = { double: "e.g. 1.5 or 2e-3", integer: "e.g. 42", date: "YYYY-MM-DD", string: "" }[type] || "";
+}
+let editing = null;
+function openMetadata(entry) {
+  const form = $("#metadata-form");
+  if (!form) return;
+  editing = entry;
+  form.reset();
+  form.setAttribute("hx-post", entry ? `${form.dataset.addUrl}/${entry.id}` : form.dataset.addUrl);
+  window.htmx?.process(form);
+  $("#metadata-title").textContent = entry ? `Edit ${entry.name}` : "Add metadata";
+  $("#metadata-save").textContent = entry ? "Save" : "Add";
+  $("#metadata-name").value = entry ? entry.name : "";
+  $("#metadata-type").value = entry ? entry.type : "string";
+  $("#metadata-quantity").value = entry ? entry.quantity : "";
+  fillUnits(entry ? entry.unit : "");
+  syncValueType();
+  if (entry) {
+    if (entry.type === "boolean") $("#metadata-bool").value = entry.value; else $("#metadata-value").value = entry.value;
+  }
+  $("#metadata-convert").value = "";
+  $("#metadata-convert-hint").hidden = !(entry && entry.unit);
+  openDialog("metadata-dialog");
+}
+document.addEventListener("click", (event) => {
+  if (event.target.closest("[data-metadata-add]")) openMetadata(null);
+  const edit = event.target.closest("[data-metadata-edit]");
+  if (edit) openMetadata(JSON.parse(edit.dataset.metadataEdit));
+  const noteEdit = event.target.closest("[data-note-edit]");
+  if (noteEdit) {
+    const note = noteEdit.closest(".note");
+    $(".note-edit", note).hidden = false; $(".note-body", note).hidden = true;
+    $(".note-edit textarea", note).focus();
+  }
+  const noteCancel = event.target.closest("[data-note-cancel]");
+  if (noteCancel) {
+    const note = noteCancel.closest(".note");
+    $(".note-edit", note).hidden = true; $(".note-body", note).hidden = false;
+  }
+});
+document.addEventListener("change", (event) => {
+  if (event.target.id === "metadata-type") syncValueType();
+  if (event.target.id === "metadata-quantity") fillUnits("");
+  if (event.target.id === "metadata-name") {
+    // An existing name brings its type along.
+    const option = $$("#metadata-names option").find((o) => o.value === event.target.value);
+    if (option && !editing) { $("#metadata-type").value = option.dataset.type; syncValueType(); }
+  }
+});
+// Editing: a changed unit with the value left as it was converts the value (same physical value).
+document.addEventListener("htmx:configRequest", (event) => {
+  if (event.detail.elt.id !== "metadata-form" || !editing) return;
+  const params = event.detail.parameters;
+  const unitChanged = editing.unit && params.unit && params.unit !== editing.unit;
+  const sameValue = String(params.value ?? "") === String(editing.value);
+  const sameQuantity = (params.quantity || "") === editing.quantity;
+  if (unitChanged && sameValue && sameQuantity && params.value_type === editing.type) params.convert = "1";
+});
+// Ctrl/Cmd+Enter in a note saves it.
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.matches("#note-body, .note-edit textarea")) {
+    event.preventDefault();
+    event.target.form.requestSubmit();
+  }
+});
+
 // Marks the page as interactive (keyboard shortcuts and dialogs wired): browser tests wait for it.
 document.body.dataset.ready = "1";
