@@ -904,8 +904,9 @@ def test_delete_by_the_owner(alice, login):
         assert alice.get(f"/api/v1/elements/{element['id']}").status_code == 404
     assert listed(page.get(f"/workspace/{folder['id']}").text) == ["Keep"]
     jobs = page.get("/jobs").text
-    assert jobs.count('<span class="status job-completed">completed</span>') == 2
-    assert "Session" in jobs and "Other" in jobs
+    completed = jobs.split('id="jobs-completed"')[1].split("</section>")[0]
+    assert completed.count('data-status="completed"') == 2
+    assert "Session" in completed and "Other" in completed
     dashboard = page.get("/dashboard").text
     assert "Session" not in dashboard.split('id="recent"')[1].split("</section>")[0]
     assert "No jobs." not in jobs
@@ -993,10 +994,17 @@ def test_jobs_page(alice, bob, login):
     jobs = page.get("/jobs").text
     row = jobs.split("<tbody>")[1].split("</tbody>")[0]
     assert "<td>delete</td>" in row and "Doomed &lt;x&gt;" in row and "<td>alice</td>" in row
-    assert "job-completed" in row
+    assert 'data-status="completed"' in row
+    assert 'id="jobs-completed"' in jobs and 'id="remove-finished"' in jobs
+    # the owner removes the finished job from the list; the panel's partial follows
+    job_id = re.search(r'data-job="(' + ID + ')"', row).group(1)
+    removed = page.post(f"/ui/jobs/{job_id}/remove", headers=HX)
+    assert removed.status_code == 204 and removed.headers["hx-trigger"] == "jobs-changed"
+    assert "No jobs." in page.get("/ui/jobs").text
+    assert page.get("/ui/jobs/summary").text == ""
     dashboard = page.get("/dashboard").text
     summary = dashboard.split('id="jobs-summary"')[1].split("</section>")[0]
-    assert '<span class="count">1</span> completed' in summary
+    assert '<span class="count">0</span> completed' in summary
     # Finished jobs are only their starter's.
     assert "No jobs." in login(bob).get("/jobs").text
 

@@ -6,6 +6,7 @@ from cryovault.web.ui import (
     content_pages,
     dashboard_pages,
     element_actions,
+    job_pages,
     search_pages,
     settings_pages,
     sharing_pages,
@@ -14,7 +15,7 @@ from cryovault.web.ui import (
     workspace_pages,
 )
 
-routers = [auth_pages.router, workspace_pages.router, element_actions.router,
+routers = [job_pages.router, auth_pages.router, workspace_pages.router, element_actions.router,
            sharing_pages.router, dashboard_pages.router, storage_pages.router,
            content_pages.router, search_pages.router, viewer_pages.router, admin_pages.router,
            settings_pages.router]

@@ -34,13 +34,6 @@ def dashboard(request: Request, caller: Caller = Depends(page_caller),
         jobs=jobs[:5], licensing=license_status(db, request.app.state.access.licensing)))
 
 
-@router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, caller: Caller = Depends(page_caller),
-              db: Session = Depends(get_db, scope="function")):
-    return templates.TemplateResponse(request, "jobs.html", page_context(
-        request, caller, jobs=list_jobs(db, caller.actor)))
-
-
 @router.get("/guide", response_class=HTMLResponse)
 def guide(request: Request, caller: Caller = Depends(page_caller)):
     source = DOCS_DIR / "user-guide.md"

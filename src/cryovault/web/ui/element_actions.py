@@ -77,16 +77,25 @@ def delete_many(request: Request, background: BackgroundTasks,
     return response
 
 
-@router.post("/ui/elements/{element_id}/{action}")
-def archive_or_restore(element_id: str, action: str, request: Request,
-                       background: BackgroundTasks, caller: Caller = Depends(page_caller),
-                       db: Session = Depends(get_db, scope="function")):
-    """Start archiving or restoring an element's files (JOB-3); the page shows the job."""
-    kinds = {"archive": archive.ARCHIVE_JOB, "restore": archive.RESTORE_JOB}
-    if action not in kinds:
-        return Response(f"unknown action {action!r}", status_code=404)
+@router.post("/ui/elements/{element_id}/archive")
+def archive_element(element_id: str, request: Request, background: BackgroundTasks,
+                    caller: Caller = Depends(page_caller),
+                    db: Session = Depends(get_db, scope="function")):
+    """Start archiving an element's files (JOB-3); the page shows the job."""
+    return _start_move(archive.ARCHIVE_JOB, element_id, request, background, caller, db)
+
+
+@router.post("/ui/elements/{element_id}/restore")
+def restore_element(element_id: str, request: Request, background: BackgroundTasks,
+                    caller: Caller = Depends(page_caller),
+                    db: Session = Depends(get_db, scope="function")):
+    return _start_move(archive.RESTORE_JOB, element_id, request, background, caller, db)
+
+
+def _start_move(kind: str, element_id: str, request: Request, background: BackgroundTasks,
+                caller: Caller, db: Session) -> Response:
     job = archive.request_move(db, caller.actor, request.app.state.storages,
-                               parse_id(element_id), kinds[action])
+                               parse_id(element_id), kind)
     db.commit()
     background.add_task(run_job_and_tidy, request.app, job.id)
     response = _refresh()
