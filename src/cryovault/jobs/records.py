@@ -54,7 +54,8 @@ def create_job(db: Session, kind: str, actor: Actor, element: Element | None,
 
 def mark_finished(db: Session, job: Job, status: str, message: str = "") -> None:
     job.status = status
-    job.message = message
+    if message or status != "completed":  # a completed job keeps its last progress message
+        job.message = message
     job.finished_at = utcnow()
     if status == "completed":
         job.progress = 1.0

@@ -15,7 +15,7 @@ from cryovault.access.config import AccessConfig
 from cryovault.db.engine import make_engine, make_sessionmaker
 from cryovault.db.migrate import upgrade
 from cryovault.jobs.runner import Worker
-from cryovault.lifecycle import archive  # noqa: F401  (registers the archive/restore jobs)
+from cryovault.lifecycle import archive, export  # noqa: F401  (registers their jobs)
 from cryovault.plugins import activate_plugins
 from cryovault.search import jobs as search_jobs  # noqa: F401  (registers the reindex job handler)
 from cryovault.settings import Settings

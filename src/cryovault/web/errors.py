@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-from html import escape
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cryovault.errors import (
@@ -49,10 +53,10 @@ def _is_api(request: Request) -> bool:
 
 
 def _page_error(request: Request, message: str, status: int) -> Response:
-    """Portal errors: htmx requests get the message alone (shown in the form's error slot by
-    static/js/app.js), page loads get the error page."""
+    """Portal errors: htmx requests get the message alone as plain text (app.js shows it with
+    textContent in the form's error slot, never as HTML), page loads get the error page."""
     if request.headers.get("hx-request"):
-        return HTMLResponse(escape(message), status_code=status)
+        return PlainTextResponse(message, status_code=status)
     from cryovault.web.ui.common import templates
 
     return templates.TemplateResponse(request, "error.html",

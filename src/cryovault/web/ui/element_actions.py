@@ -6,9 +6,10 @@ htmx shows in the form's error slot (see web/errors.py)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request, Response
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
-from cryovault.lifecycle import archive
+from cryovault.lifecycle import archive, export
 from cryovault.web.api.schemas import parse_id
 from cryovault.web.background import run_job_and_tidy
 from cryovault.web.context import Caller, get_db
@@ -67,7 +68,7 @@ def delete_many(request: Request, background: BackgroundTasks,
     """Delete the selected elements: all of them, or none when one may not be deleted."""
     ids = [parse_id(value) for value in ids]
     if not ids:
-        return Response("select at least one element", status_code=422)
+        return PlainTextResponse("select at least one element", status_code=422)
     jobs = [deletion.request_deletion(db, caller.actor, element_id) for element_id in ids]
     db.commit()
     for job in jobs:
@@ -101,3 +102,18 @@ def _start_move(kind: str, element_id: str, request: Request, background: Backgr
     response = _refresh()
     response.background = background
     return response
+
+
+@router.post("/ui/elements/{element_id}/export")
+def export_dataset(element_id: str, request: Request, background: BackgroundTasks,
+                   folder: str = Form(default="", max_length=10_000),
+                   files: bool = Form(default=False), metadata: bool = Form(default=False),
+                   caller: Caller = Depends(page_caller),
+                   db: Session = Depends(get_db, scope="function")):
+    """Start an export (JOB-4) and go to the jobs monitor to watch it."""
+    plan = export.request_export(db, caller.actor, request.app.state.storages,
+                                 parse_id(element_id), folder=folder, files=files,
+                                 metadata=metadata)
+    db.commit()
+    background.add_task(run_job_and_tidy, request.app, plan.job.id)
+    return Response(status_code=204, headers={"HX-Redirect": "/jobs"}, background=background)

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from cryovault.access.levels import COLLABORATOR, OWNER
 from cryovault.lifecycle.archive import archived_elements
+from cryovault.preferences import platform_preferences
 from cryovault.web.api.schemas import parse_id
 from cryovault.web.context import Caller, get_db
 from cryovault.web.ui.common import page_caller, page_context, templates
@@ -73,6 +74,7 @@ def workspace(
     context = page_context(
         request, caller, current=current, crumbs=path, items=page.items,
         can_upload=current is not None and can_upload_into(current),
+        export_public_path=platform_preferences(db).export_public_path,
         archived=archived_elements(db, request.app.state.storages,
                                    [v.id for v in page.items if not v.is_card]
                                    + ([current.id] if current and not current.is_card else [])),

@@ -301,5 +301,14 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+// Export dialog: show where the export will be as the folder is typed.
+const exportFolder = $("#export-folder");
+exportFolder?.addEventListener("input", () => {
+  const where = $("#export-where");
+  const folder = exportFolder.value.trim().replace(/^\/+|\/+$/g, "");
+  const base = where.dataset.public ? `${where.dataset.public.replace(/\/+$/, "")}/` : "";
+  where.textContent = `${base}${folder ? `${folder}/` : ""}${where.dataset.name}_<date-time>`;
+});
+
 // Marks the page as interactive (keyboard shortcuts and dialogs wired): browser tests wait for it.
 document.body.dataset.ready = "1";
