@@ -266,3 +266,14 @@ def test_counts_beyond_the_cap_say_so(alice, monkeypatch):
     assert (result["total"], result["total_exact"]) == (3, False)
     assert len(result["items"]) == 2
     assert len(search(alice, "capped run", limit=10)["items"]) == 5  # all still listed
+
+
+def test_prefixes_standing_for_many_words(alice):
+    """A prefix is expanded to the index's words it stands for; past 20 words the engine's own
+    prefix search takes over: the results are the same either way."""
+    folder = alice.create("folder", "Prefixes")
+    for i in range(25):
+        alice.create("workflow", f"Vitrobot{chr(97 + i)}run", folder["id"])
+    assert search(alice, "vitrobot", limit=100)["total"] == 25  # 25 words: prefix search
+    assert search(alice, "vitrobotc")["total"] == 1  # one word
+    assert search(alice, "vitrobotzz")["total"] == 0  # no word starts with it

@@ -43,14 +43,53 @@ def _any(words: list[str]) -> str:
     return "(" + " OR ".join(f'"{w}"' for w in words) + ")"
 
 
-def match_expression(phrases: list[list[str]], fields: tuple[str, ...],
-                     principal_words: list[str], kind_words: list[str] | None) -> str:
-    parts = []
+MAX_EXPANSION = 20
+_VOCABULARY = ("CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_fts_vocab "
+               "USING fts5vocab(main, search_fts, 'row')")
+
+
+def expansions(db: Session, phrases: list[list[str]]) -> list[list[str] | None]:
+    """The index's words that each phrase's last word starts with (at most MAX_EXPANSION;
+    None: more, or a word too short to be a prefix).
+
+    FTS5 answers a prefix query by first merging the posting lists of every word with that
+    prefix in memory, a cost that grows with the whole index, not with the matches a user may
+    see; an OR of the few words the prefix stands for is streamed like any word. The words come
+    from FTS5's vocabulary (an fts5vocab table in the connection's temp schema: nothing is
+    stored)."""
+    db.execute(text(_VOCABULARY))
+    result: list[list[str] | None] = []
     for phrase in phrases:
-        quoted = '"' + " ".join(phrase) + '"'
-        if len(phrase[-1]) >= PREFIX_MIN_LENGTH:
-            quoted += " *"
-        parts.append(quoted)
+        word = phrase[-1]
+        if len(word) < PREFIX_MIN_LENGTH:
+            result.append(None)
+            continue
+        end = word[:-1] + chr(ord(word[-1]) + 1)
+        terms = list(db.scalars(text(
+            "SELECT term FROM temp.search_fts_vocab WHERE term >= :w AND term < :end "
+            "LIMIT :n"), {"w": word, "end": end, "n": MAX_EXPANSION + 1}))
+        result.append(terms if len(terms) <= MAX_EXPANSION else None)
+    return result
+
+
+def _phrase(words: list[str]) -> str:
+    return '"' + " ".join(words) + '"'
+
+
+def match_expression(phrases: list[list[str]], fields: tuple[str, ...],
+                     principal_words: list[str], kind_words: list[str] | None,
+                     expanded: list[list[str] | None] | None = None) -> str:
+    parts = []
+    for index, phrase in enumerate(phrases):
+        terms = expanded[index] if expanded is not None else None
+        if terms:  # the prefix stands for these words
+            parts.append("(" + " OR ".join(_phrase(phrase[:-1] + [t]) for t in terms) + ")")
+        elif terms is not None:  # no word starts with it: the word itself (matches nothing)
+            parts.append(_phrase(phrase))
+        elif len(phrase[-1]) >= PREFIX_MIN_LENGTH:
+            parts.append(_phrase(phrase) + " *")
+        else:
+            parts.append(_phrase(phrase))
     columns = " ".join(COLUMNS[f] for f in fields)
     expression = "{" + columns + "} : (" + " AND ".join(parts) + ")"
     expression += " AND principal_terms : " + _any(principal_words)

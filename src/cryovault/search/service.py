@@ -107,7 +107,8 @@ def search(db: Session, actor: Actor, query: str, *, fields: tuple[str, ...] = F
     dialect = db.get_bind().dialect.name
     if dialect == "sqlite":
         engine = fts5
-        query_text = fts5.match_expression(phrases, fields, who, kind_words)
+        query_text = fts5.match_expression(phrases, fields, who, kind_words,
+                                           fts5.expansions(db, phrases))
     elif dialect == "postgresql":
         engine = postgres
         query_text = postgres.tsquery_text(phrases, fields, who, kind_words)
