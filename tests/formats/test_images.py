@@ -311,10 +311,10 @@ def test_eer_movie_is_the_sum_of_its_frames(tmp_path, rng, compression):
 
 
 def test_eer_summing_in_small_chunks_gives_the_same_counts(tmp_path, rng, monkeypatch):
-    from cryovault.formats import images
+    from cryovault.formats import image_tiff
 
     sample = write_eer_sample(tmp_path / "movie.eer", rng, n_frames=11, events=2000)
-    monkeypatch.setattr(images, "EER_FLUSH_FRAMES", 3)  # 3 + 3 + 3 + 2 frames
+    monkeypatch.setattr(image_tiff, "EER_FLUSH_FRAMES", 3)  # 3 + 3 + 3 + 2 frames
     info = probe_image(sample.path)
     np.testing.assert_array_equal(read_plane(sample.path, info, 0), sample.counts)
 

@@ -37,9 +37,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         return None
     if not first:  # a suffix: the last N bytes
         suffix = int(last)
-        if suffix == 0:
+        if suffix == 0 or size == 0:
             raise RangeNotSatisfiable(size)
-        return ByteRange(max(0, size - suffix), size - 1) if size else _empty(size)
+        return ByteRange(max(0, size - suffix), size - 1)
     start = int(first)
     if last and int(last) < start:
         return None
@@ -47,7 +47,3 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         raise RangeNotSatisfiable(size)
     end = int(last) if last else size - 1
     return ByteRange(start, min(end, size - 1))
-
-
-def _empty(size: int) -> ByteRange:
-    raise RangeNotSatisfiable(size)
