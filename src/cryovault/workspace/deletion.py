@@ -14,6 +14,7 @@ from cryovault.db.base import utcnow
 from cryovault.db.elements import Element, ElementAncestor
 from cryovault.db.files import StorageTrash, StoredFile
 from cryovault.db.jobs import Job
+from cryovault.db.runs import RunFile
 from cryovault.errors import Conflict, Invalid
 from cryovault.jobs.records import create_job
 from cryovault.jobs.runner import JobContext, register_handler
@@ -66,6 +67,13 @@ def _run_deletion(context: JobContext) -> None:
             select(StoredFile.storage, StoredFile.key,
                    literal(utcnow(), type_=StorageTrash.queued_at.type))
             .where(StoredFile.element_id.in_(subtree)),
+        ))
+        # The files of acquisition runs in the subtree (their rows go by ON DELETE CASCADE).
+        db.execute(insert(StorageTrash).from_select(
+            ["storage", "key", "queued_at"],
+            select(RunFile.storage, RunFile.key,
+                   literal(utcnow(), type_=StorageTrash.queued_at.type))
+            .where(RunFile.dataset_id.in_(subtree)),
         ))
         db.execute(delete(Element).where(Element.id == job.element_id))
 

@@ -12,6 +12,7 @@ from cryovault.web.api import (
     metadata,
     notes,
     preferences,
+    runs,
     samples,
     search,
     sharing,
@@ -23,5 +24,5 @@ from cryovault.web.api import (
 
 router = APIRouter(prefix="/api/v1")
 for module in (auth, elements, files, viewers, uploads, storages, sharing, jobs, users, preferences,
-               metadata, notes, samples, search, admin, lifecycle):
+               metadata, notes, samples, search, admin, lifecycle, runs):
     router.include_router(module.router)

@@ -1,0 +1,176 @@
+"""Registering the files of an acquisition run (SPEC SPA-1, ET-1).
+
+A watcher (or an instrument) sends every file of a session with its path relative to the
+session folder. Registration has two phases, like uploads, so that no transaction stays open
+while bytes travel: `check_ingest_target` before the transfer (permission, path, idempotency),
+`register_run_file` after it, which checks again, stores the bytes, records the file and lets
+the run's interpreter (EPU or tomography) turn it into items.
+
+Idempotency key: session + relative path + source size + source mtime. The same key again is
+"already registered"; a different file under a registered path is refused (409) unless the
+instrument legitimately rewrites that file (EpuSession.dm, a grid square's .dm, an .mdoc), in
+which case the new version replaces the old one. The bytes are always kept, even when their
+content cannot be used: the problem is recorded on the file and on the item (failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cryovault.access.actor import Actor
+from cryovault.access.guard import require_access
+from cryovault.access.levels import COLLABORATOR
+from cryovault.db.base import utcnow
+from cryovault.db.elements import Element
+from cryovault.db.files import StorageTrash
+from cryovault.db.runs import RunFile
+from cryovault.errors import Conflict, Invalid
+from cryovault.formats.filetypes import media_type
+from cryovault.ingest.errors import IngestFormatError
+from cryovault.ingest.interpret import ItemRef, classify, interpret
+from cryovault.storage.backends import StagedWrite
+from cryovault.storage.keys import run_file_key
+from cryovault.storage.registry import StorageSet
+
+log = logging.getLogger(__name__)
+
+MAX_PATH_BYTES = 1024
+INGEST_DATASET_TYPES = ("epu_run", "tomo_run")
+# Files the instruments rewrite while the session goes on: a new version replaces the old.
+REWRITTEN_KINDS = frozenset({"session", "grid_square_metadata", "mdoc", "screening_session",
+                             "sample", "atlas"})
+
+
+@dataclass(frozen=True)
+class IngestTarget:
+    dataset_id: uuid.UUID
+    dataset_type: str
+    session: str
+    relative_path: str
+    kind: str
+    source_size: int
+    source_mtime: float
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: str  # "registered" | "already_registered"
+    file_id: uuid.UUID
+    item: ItemRef | None
+    problem: str | None
+
+
+def validate_relative_path(path: str) -> str:
+    """A POSIX path inside the session folder: no absolute path, '..', backslash or control
+    characters; at most 1024 bytes."""
+    path = unicodedata.normalize("NFC", path or "")
+    if not path or path.startswith("/") or "\\" in path or path.startswith(".cryovault/"):
+        raise Invalid(f"invalid file path {path!r}: give a POSIX path relative to the session "
+                      "folder")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in path):
+        raise Invalid("a file path must not contain control characters")
+    parts = PurePosixPath(path).parts
+    if any(part in ("", ".", "..") for part in parts) or "/".join(parts) != path:
+        raise Invalid(f"invalid file path {path!r}: '.', '..' and empty parts are not allowed")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise Invalid(f"a file path must not be longer than {MAX_PATH_BYTES} bytes")
+    return path
+
+
+def _dataset_for_ingest(db: Session, actor: Actor, dataset_id: uuid.UUID) -> Element:
+    dataset, _ = require_access(db, actor, dataset_id, COLLABORATOR, "register files into")
+    if dataset.kind != "dataset" or dataset.dataset_type not in INGEST_DATASET_TYPES:
+        raise Invalid(f"{dataset.kind} {dataset.name!r} is not an EPU or Tomo run; instruments "
+                      "register files into datasets of type epu_run or tomo_run")
+    return dataset
+
+
+def check_ingest_target(db: Session, actor: Actor, dataset_id: uuid.UUID, session: str,
+                        relative_path: str, source_size: int,
+                        source_mtime: float) -> IngestTarget | IngestResult:
+    """May the actor register this file? An IngestResult when it is already registered."""
+    dataset = _dataset_for_ingest(db, actor, dataset_id)
+    session = (session or "").strip()
+    if not session or len(session) > 255:
+        raise Invalid("give the session's name (X-Session header), at most 255 characters")
+    if source_size < 0:
+        raise Invalid("X-Source-Size must be the file's size in bytes (0 or more)")
+    relative_path = validate_relative_path(relative_path)
+    try:
+        kind = classify(dataset.dataset_type or "", relative_path)
+    except IngestFormatError as exc:
+        raise Invalid(exc.message) from None
+    existing = _existing(db, dataset_id, relative_path)
+    if existing is not None:
+        same = (existing.session == session and existing.source_size == source_size
+                and abs(existing.source_mtime - source_mtime) < 1e-3)
+        if same:
+            return IngestResult("already_registered", existing.id, None, existing.problem)
+        if kind not in REWRITTEN_KINDS:
+            raise Conflict(f"{relative_path}: a different file with this path was registered "
+                           f"on {existing.created_at:%Y-%m-%d %H:%M:%S} UTC "
+                           f"({existing.source_size:,} bytes); the new one is not registered")
+    return IngestTarget(dataset_id, dataset.dataset_type or "", session, relative_path, kind,
+                        source_size, source_mtime)
+
+
+def _existing(db: Session, dataset_id: uuid.UUID, relative_path: str) -> RunFile | None:
+    return db.scalar(select(RunFile).where(RunFile.dataset_id == dataset_id,
+                                           RunFile.relative_path == relative_path))
+
+
+def register_run_file(db: Session, actor: Actor, storages: StorageSet, target: IngestTarget,
+                      staged: StagedWrite, sha256: str, size_bytes: int) -> IngestResult:
+    """Store the complete bytes, record the file and interpret it. The caller commits; on any
+    error before that the staged bytes must be aborted by the caller."""
+    checked = check_ingest_target(db, actor, target.dataset_id, target.session,
+                                  target.relative_path, target.source_size,
+                                  target.source_mtime)
+    if isinstance(checked, IngestResult):
+        staged.abort()
+        return checked
+    storage = storages.primary
+    file_id = uuid.uuid4()
+    key = run_file_key(target.dataset_id, file_id, target.relative_path)
+    staged.commit(key)
+    try:
+        previous = _existing(db, target.dataset_id, target.relative_path)
+        if previous is not None:  # a rewritten session file: the old bytes go to the trash
+            db.add(StorageTrash(storage=previous.storage, key=previous.key, queued_at=utcnow()))
+            db.delete(previous)
+            db.flush()
+        run_file = RunFile(
+            id=file_id, dataset_id=target.dataset_id, session=target.session,
+            relative_path=target.relative_path, role=target.kind, storage=storage.name,
+            key=key, size_bytes=size_bytes, sha256=sha256,
+            media_type=media_type(target.relative_path), source_size=target.source_size,
+            source_mtime=target.source_mtime)
+        with db.begin_nested():
+            db.add(run_file)
+        item, problem = interpret(db, storages, target.dataset_type, run_file)
+        run_file.problem = problem
+        if item is not None:
+            run_file.item_id = item.id
+        db.flush()
+    except IntegrityError:
+        # The same path registered by a concurrent request: keep that one.
+        storage.delete(key)
+        db.rollback()
+        existing = _existing(db, target.dataset_id, target.relative_path)
+        if existing is None:
+            raise
+        return IngestResult("already_registered", existing.id, None, existing.problem)
+    except BaseException:
+        storage.delete(key)
+        raise
+    if problem:
+        log.warning("run %s: %s: %s", target.dataset_id, target.relative_path, problem)
+    return IngestResult("registered", file_id, item, problem)

@@ -1,0 +1,255 @@
+"""Registering the files of EPU and Tomo runs through the API (SPEC SPA-1, SPA-2, ET-1):
+items from real instrument files, idempotency, rewritten session files, any order, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cryovault.db.files import StorageTrash
+from cryovault.db.runs import RunFile
+from tests.helpers import assert_error
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+EPU = FIXTURES / "epu" / "epu-dir-example"
+SQUARE = "Images-Disc1/GridSquare_8999138"
+ACQUISITION = "FoilHole_9015883_Data_9017347_6_20250108_154915"
+MDOC = FIXTURES / "mdoc"
+
+pytestmark = pytest.mark.skipif(not FIXTURES.exists(), reason="../shared/fixtures is missing")
+
+
+def epu_run(user, name="EPU run 1") -> dict:
+    workflow = user.create("workflow", "Apoferritin", workflow_type="spa")
+    steps = user.children(workflow["id"])
+    imaging = next(step for step in steps if step["name"] == "Imaging")
+    return user.create("dataset", name, imaging["id"], dataset_type="epu_run")
+
+
+def tomo_run(user, name="Tomo run 1") -> dict:
+    workflow = user.create("workflow", "Lamella", workflow_type="et")
+    imaging = next(step for step in user.children(workflow["id"]) if step["name"] == "Imaging")
+    return user.create("dataset", name, imaging["id"], dataset_type="tomo_run")
+
+
+def put(user, dataset_id: str, path: str, data: bytes, *, mtime: float = 1000.0,
+        session: str = "Supervisor_20250108_101446_62_cm40593-1_EPU", size: int | None = None):
+    return user.put(f"/api/v1/datasets/{dataset_id}/ingest/files/{path}", content=data,
+                    headers={"X-Source-Size": str(len(data) if size is None else size),
+                             "X-Source-Mtime": str(mtime), "X-Session": session})
+
+
+def micrographs(user, dataset_id: str, **params) -> dict:
+    response = user.get(f"/api/v1/datasets/{dataset_id}/micrographs", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_real_epu_session_fills_the_run(alice, client):
+    run = epu_run(alice)
+    xml = (EPU / SQUARE / "Data" / f"{ACQUISITION}.xml").read_bytes()
+    response = put(alice, run["id"], f"{SQUARE}/Data/{ACQUISITION}.xml", xml)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "registered" and body["problem"] is None
+    assert body["item"]["kind"] == "micrograph" and body["item"]["name"] == ACQUISITION
+    # the session saves movies unless its file says otherwise: in progress until the movie
+    assert body["item"]["status"] == "in_progress"
+    page = micrographs(alice, run["id"])
+    assert page["total"] == 1 and page["counts"] == {"completed": 0, "in_progress": 1,
+                                                     "failed": 0}
+    item = page["items"][0]
+    assert item["metadata"]["grid_square_id"] == "8999138"
+    assert item["metadata"]["foil_hole_id"] == "9015883"
+    assert item["metadata"]["pixel_size_angstrom"] > 0 and item["acquired_at"]
+    movie = b"II*\x00" + b"\x00" * 60
+    response = put(alice, run["id"], f"{SQUARE}/Data/{ACQUISITION}_fractions.tiff", movie)
+    assert response.json()["item"]["status"] == "completed"
+    jpg = (EPU / SQUARE / "Data" / f"{ACQUISITION}.jpg").read_bytes()
+    assert put(alice, run["id"], f"{SQUARE}/Data/{ACQUISITION}.jpg", jpg).status_code == 201
+    assert micrographs(alice, run["id"], status="completed")["total"] == 1
+    detail = alice.get(f"/api/v1/datasets/{run['id']}/micrographs/{item['id']}").json()
+    assert {f["role"] for f in detail["files"]} == {"acquisition_xml", "movie", "acquisition_jpg"}
+    content = alice.get(f"/api/v1/run-files/{detail['files'][0]['id']}/content")
+    assert content.status_code == 200 and len(content.content) == detail["files"][0]["size_bytes"]
+    ranged = alice.get(f"/api/v1/run-files/{detail['files'][0]['id']}/content",
+                       headers={"Range": "bytes=0-9"})
+    assert ranged.status_code == 206 and ranged.content == content.content[:10]
+    # the run is in progress while data arrives (WS-3)
+    assert alice.get(f"/api/v1/elements/{run['id']}").json()["status"] == "in_progress"
+
+
+def test_session_grid_square_and_atlas_files(alice):
+    run = epu_run(alice)
+    session = (EPU / "EpuSession.dm").read_bytes()
+    response = put(alice, run["id"], "EpuSession.dm", session)
+    assert response.status_code == 201 and response.json()["problem"] is None, response.text
+    square_xml = next((EPU / SQUARE).glob("GridSquare_*.xml"))
+    response = put(alice, run["id"], f"{SQUARE}/{square_xml.name}", square_xml.read_bytes())
+    assert response.json()["item"]["kind"] == "grid_square", response.text
+    hole = next((EPU / SQUARE / "FoilHoles").glob("*.xml"))
+    response = put(alice, run["id"], f"{SQUARE}/FoilHoles/{hole.name}", hole.read_bytes())
+    assert response.json()["item"]["kind"] == "foil_hole", response.text
+    atlas = (FIXTURES / "epu" / "atlas" / "Atlas.dm").read_bytes()
+    response = put(alice, run["id"], "Atlas/Sample7/Atlas/Atlas.dm", atlas)
+    assert response.json()["item"]["kind"] == "atlas" and response.json()["problem"] is None
+    metadata = (FIXTURES / "epu" / "metadata" / "GridSquare_4590776.dm").read_bytes()
+    response = put(alice, run["id"], "Metadata/GridSquare_4590776.dm", metadata)
+    assert response.json()["problem"] is None, response.text
+    listed = alice.get(f"/api/v1/datasets/{run['id']}/ingest/files").json()
+    assert len(listed["items"]) == 5 and listed["next_cursor"] is None
+    first = alice.get(f"/api/v1/datasets/{run['id']}/ingest/files", params={"limit": 2}).json()
+    second = alice.get(f"/api/v1/datasets/{run['id']}/ingest/files",
+                       params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert {f["path"] for f in first["items"]}.isdisjoint({f["path"] for f in second["items"]})
+
+
+def test_idempotent_and_conflicting_registrations(alice, app):
+    run = epu_run(alice)
+    xml = (EPU / SQUARE / "Data" / f"{ACQUISITION}.xml").read_bytes()
+    path = f"{SQUARE}/Data/{ACQUISITION}.xml"
+    first = put(alice, run["id"], path, xml)
+    again = put(alice, run["id"], path, xml)
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "already_registered"
+    assert again.json()["file_id"] == first.json()["file_id"]
+    assert_error(put(alice, run["id"], path, xml + b" ", mtime=2000.0), 409, "different file")
+    assert micrographs(alice, run["id"])["total"] == 1
+    # EPU rewrites its session file: the new version replaces the old, whose bytes go
+    session = (EPU / "EpuSession.dm").read_bytes()
+    put(alice, run["id"], "EpuSession.dm", session, mtime=1.0)
+    with app.state.sessions() as db:
+        old_key = db.query(RunFile).filter_by(relative_path="EpuSession.dm").one().key
+    assert put(alice, run["id"], "EpuSession.dm", session, mtime=2.0).status_code == 201
+    with app.state.sessions() as db:
+        rows = db.query(RunFile).filter_by(relative_path="EpuSession.dm").all()
+        assert len(rows) == 1 and rows[0].key != old_key
+        assert db.query(StorageTrash).filter_by(key=old_key).count() == 1
+
+
+def test_movie_before_its_xml_and_malformed_xml(alice):
+    run = epu_run(alice)
+    name = "FoilHole_1_Data_2_3_20250108_154915"
+    response = put(alice, run["id"], f"{SQUARE}/Data/{name}_EER.eer", b"II*\x00" + b"\x01" * 99)
+    assert response.json()["item"]["status"] == "in_progress"
+    response = put(alice, run["id"], f"{SQUARE}/Data/{name}.xml", b"<MicroscopeImage><broken")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["item"]["status"] == "failed" and body["problem"]
+    assert f"{name}.xml" in body["problem"]
+    page = micrographs(alice, run["id"], status="failed")
+    assert page["total"] == 1 and page["items"][0]["problem"]
+    assert micrographs(alice, run["id"])["counts"]["failed"] == 1
+    # the bytes are kept, and the run shows a warning
+    assert alice.get(f"/api/v1/elements/{run['id']}").json()["status"] == "warning"
+    evil = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+            b"<MicroscopeImage>&e;</MicroscopeImage>")
+    response = put(alice, run["id"], f"{SQUARE}/Data/FoilHole_9_Data_2_3_20250108_154916.xml",
+                   evil)
+    assert response.status_code == 201 and response.json()["item"]["status"] == "failed"
+    assert "root:" not in response.text
+
+
+@pytest.mark.parametrize("path", ["../escape.xml", "a/../../b.xml", "a//b.xml", "%2E%2E/x.xml", "a/%2e%2e/%2e%2e/b.xml",
+                                  ".cryovault/downscaled/x.png", "a\\b.xml"])
+def test_path_tricks_are_refused(alice, path):
+    run = epu_run(alice)
+    response = alice.put(f"/api/v1/datasets/{run['id']}/ingest/files/{path}", content=b"x",
+                         headers={"X-Source-Size": "1", "X-Source-Mtime": "1",
+                                  "X-Session": "s"})
+    assert response.status_code in (404, 422), (path, response.status_code, response.text)
+    assert alice.get(f"/api/v1/datasets/{run['id']}/ingest/files").json()["items"] == []
+
+
+def test_bad_headers_and_sizes(alice):
+    run = epu_run(alice)
+    url = f"/api/v1/datasets/{run['id']}/ingest/files/EpuSession.dm"
+    assert_error(alice.put(url, content=b"x", headers={"X-Session": "s", "X-Source-Mtime": "1"}),
+                 422, "X-Source-Size")
+    assert_error(alice.put(url, content=b"x", headers={"X-Session": "s", "X-Source-Size": "1",
+                                                       "X-Source-Mtime": "soon"}),
+                 422, "X-Source-Mtime")
+    assert_error(alice.put(url, content=b"x", headers={"X-Source-Size": "1",
+                                                       "X-Source-Mtime": "1"}), 422, "session")
+    assert_error(put(alice, run["id"], "EpuSession.dm", b"abc", size=10), 422, "X-Source-Size")
+    assert_error(put(alice, run["id"], "EpuSession.dm", b"abcdef", size=3), 422, "X-Source-Size")
+    assert alice.get(f"/api/v1/datasets/{run['id']}/ingest/files").json()["items"] == []
+
+
+def test_permissions_and_dataset_types(alice, bob):
+    run = epu_run(alice)
+    xml = (EPU / SQUARE / "Data" / f"{ACQUISITION}.xml").read_bytes()
+    assert_error(put(bob, run["id"], f"{SQUARE}/Data/{ACQUISITION}.xml", xml), 404)
+    assert_error(bob.get(f"/api/v1/datasets/{run['id']}/micrographs"), 404)
+    shared = alice.put(f"/api/v1/elements/{run['id']}/sharing",
+                       json={"privacy": "private", "everybody": None, "grants": [
+                           {"username": "alice", "level": "owner"},
+                           {"username": "bob", "level": "viewer"}]})
+    assert shared.status_code == 200, shared.text
+    assert_error(put(bob, run["id"], f"{SQUARE}/Data/{ACQUISITION}.xml", xml), 403)
+    assert bob.get(f"/api/v1/datasets/{run['id']}/micrographs").status_code == 200
+    workflow = alice.create("workflow", "Notebook", workflow_type="free")
+    step = alice.create("step", "Step", workflow["id"])
+    dataset = alice.create("dataset", "Uploads", step["id"], dataset_type="free")
+    assert_error(put(alice, dataset["id"], "EpuSession.dm", b"x"), 422, "epu_run")
+    assert_error(alice.get(f"/api/v1/datasets/{dataset['id']}/micrographs"), 422, "EPU run")
+    assert_error(alice.get(f"/api/v1/datasets/{run['id']}/micrographs",
+                           params={"status": "done"}), 422, "status")
+    assert_error(alice.get(f"/api/v1/datasets/{run['id']}/micrographs",
+                           params={"cursor": "!!"}), 422, "cursor")
+
+
+def test_paging_and_counts(alice):
+    run = epu_run(alice)
+    for index in range(7):
+        put(alice, run["id"], f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_1549{index:02d}"
+                              "_fractions.tiff", b"II*\x00" + bytes([index]) * 10)
+    names, cursor = [], None
+    while True:
+        page = micrographs(alice, run["id"], limit=3, **({"cursor": cursor} if cursor else {}))
+        assert page["total"] == 7 and page["counts"]["in_progress"] == 7
+        names += [item["name"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(names) == len(set(names)) == 7
+
+
+def test_tomo_run_from_real_mdoc(alice):
+    run = tomo_run(alice)
+    mdoc = (MDOC / "tomo_test_1.mdoc").read_bytes()
+    response = put(alice, run["id"], "Position_1.mdoc", mdoc, session="tomo")
+    assert response.status_code == 201 and response.json()["problem"] is None, response.text
+    series = alice.get(f"/api/v1/datasets/{run['id']}/tilt-series").json()
+    assert series["total"] == 1
+    item = series["items"][0]
+    assert item["name"] == "Position_1" and item["tilt_count"] > 0
+    detail = alice.get(f"/api/v1/datasets/{run['id']}/tilt-series/{item['id']}").json()
+    assert len(detail["tilts"]) == item["tilt_count"]
+    assert all(not tilt["has_movie"] for tilt in detail["tilts"])
+    assert item["status"] == "in_progress"
+    garbage = put(alice, run["id"], "Position_2.mdoc", b"\x00\xff not an mdoc", session="tomo")
+    assert garbage.status_code == 201 and garbage.json()["item"]["status"] == "failed"
+    assert alice.get(f"/api/v1/datasets/{run['id']}/tilt-series",
+                     params={"status": "failed"}).json()["total"] == 1
+
+
+def test_deleting_a_run_queues_its_bytes(alice, app):
+    run = epu_run(alice)
+    put(alice, run["id"], f"{SQUARE}/Data/{ACQUISITION}_fractions.tiff", b"II*\x00" * 4)
+    with app.state.sessions() as db:
+        key = db.query(RunFile).one().key
+    assert alice.delete(f"/api/v1/elements/{run['id']}").status_code == 202
+    with app.state.sessions() as db:
+        assert db.query(RunFile).count() == 0
+    assert app.state.storages.primary.size(key) is None  # trash emptied after the job
+
+
+@pytest.mark.parametrize("path", ["", "/abs.xml", "./a.xml", "a/./b.xml", "../a", "a\x00b",
+                                  "a\nb", "x" * 1100])
+def test_relative_path_rules(path):
+    from cryovault.errors import Invalid
+    from cryovault.ingest.registry import validate_relative_path
+    with pytest.raises(Invalid):
+        validate_relative_path(path)
