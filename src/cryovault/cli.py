@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cryovault.ingest.simulator.cli import simulate_app
+from cryovault.ingest.watcher.cli import watch_app
 from cryovault.settings import Settings
 
 app = typer.Typer(help="cryovault: data management for cryo-EM facilities.",
@@ -17,6 +19,8 @@ storage_app = typer.Typer(help="Storages: cleanup and integrity checks.", no_arg
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(storage_app, name="storage")
+app.add_typer(watch_app, name="watch")
+app.add_typer(simulate_app, name="simulate")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory "
                                               "(default: $CRYOVAULT_DATA_DIR or ./data)")]
@@ -72,9 +76,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None) -
 @app.command()
 def demo(host: str = "127.0.0.1", port: int = 8000,
          data_dir: Annotated[Path, typer.Option("--data-dir")] = Path("demo-data"),
-         no_serve: Annotated[bool, typer.Option("--no-serve", help="set up only")] = False
+         no_serve: Annotated[bool, typer.Option("--no-serve", help="set up only")] = False,
+         no_feeds: Annotated[bool, typer.Option("--no-feeds", help="no simulated instruments")
+                             ] = False,
          ) -> None:
-    """Set up a demo instance (admin account, example tree) and serve it."""
+    """Set up a demo instance (admin account, example tree) and serve it, with a simulated EPU
+    session and tilt series arriving live through watchers."""
     from cryovault.access.actor import Actor
     from cryovault.access.users import (
         BUILTIN_ADMIN,
@@ -82,7 +89,7 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
         find_by_login,
         set_password,
     )
-    from cryovault.workspace.demo import build_demo_tree
+    from cryovault.workspace.demo import build_demo_tree, demo_runs
 
     settings = Settings(data_dir=data_dir)
     sessions = _sessions(settings)
@@ -97,14 +104,36 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
             password = secrets.token_urlsafe(12)
             set_password(db, admin, password)
         built = build_demo_tree(db, Actor.of(admin))
+        feeds = [] if no_feeds or no_serve else demo_runs(db)
+        token = None
+        if feeds:
+            from cryovault.access.credentials import create_token
+
+            _, token = create_token(db, admin, "demo instruments")
         db.commit()
     typer.secho(f"Demo instance in {data_dir.resolve()}", fg=typer.colors.GREEN)
     typer.secho(f"  sign in as {BUILTIN_ADMIN!r} with password {password!r}",
                 fg=typer.colors.GREEN)
     if built:
         typer.echo("  created the demo tree 'Demo facility' and the workflow 'Notebook'")
-    if not no_serve:
+    if no_serve:
+        return
+    processes = []
+    if feeds and token:
+        from cryovault.ingest.demo_feed import DemoRun, start_demo_feeds
+
+        typer.echo(f"  simulated microscopes write into {(data_dir / 'instrument').resolve()}; "
+                   "watchers register their files live (logs in "
+                   f"{(data_dir / 'logs').resolve()})")
+        processes = start_demo_feeds(data_dir, [DemoRun(*run) for run in feeds],
+                                     f"http://{host}:{port}", token)
+    try:
         _serve(settings, host, port)
+    finally:
+        if processes:
+            from cryovault.ingest.demo_feed import stop_demo_feeds
+
+            stop_demo_feeds(processes)
 
 
 @app.command()

@@ -253,3 +253,30 @@ def test_relative_path_rules(path):
     from cryovault.ingest.registry import validate_relative_path
     with pytest.raises(Invalid):
         validate_relative_path(path)
+
+
+def test_tilt_movies_join_the_series_their_mdoc_names(alice):
+    """Movies named with extra fields (chrom_07_ts_010_167_000_3.0.mrc for
+    chrom_07_ts_010.mrc.mdoc) belong to the series whose .mdoc lists them, whether they arrive
+    before or after it; the series completes when every listed movie is there."""
+    run = tomo_run(alice)
+    mdoc = (MDOC / "tomo_test_1.mdoc").read_bytes()
+    names = [line.split("\\")[-1].strip() for line in mdoc.decode().splitlines()
+             if line.startswith("SubFramePath")]
+    early, late = names[:2], names[2:]
+    for name in early:
+        put(alice, run["id"], f"frames/{name}", b"movie " + name.encode(), session="tomo")
+    assert alice.get(f"/api/v1/datasets/{run['id']}/tilt-series").json()["total"] == 1
+    put(alice, run["id"], "chrom_07_ts_010.mrc.mdoc", mdoc, session="tomo")
+    for name in late:
+        response = put(alice, run["id"], f"frames/{name}", b"movie " + name.encode(),
+                       session="tomo")
+        assert response.status_code == 201, response.text
+    page = alice.get(f"/api/v1/datasets/{run['id']}/tilt-series").json()
+    assert page["total"] == 1, [item["name"] for item in page["items"]]
+    series = page["items"][0]
+    assert series["name"] == "chrom_07_ts_010"
+    assert series["status"] == "completed"
+    assert series["movie_count"] == series["tilt_count"] == len(names)
+    detail = alice.get(f"/api/v1/datasets/{run['id']}/tilt-series/{series['id']}").json()
+    assert len(detail["files"]) == len(names) + 1

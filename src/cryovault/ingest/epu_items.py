@@ -85,7 +85,8 @@ def _acquisition_xml(db: Session, storages: StorageSet, run_file: RunFile,
                      where: EpuPath) -> Result:
     micrograph = _micrograph(db, run_file, where)
     try:
-        record = parse_image_xml(read_small(storages, run_file))
+        record = parse_image_xml(read_small(storages, run_file), _base_name(run_file),
+                                 source=run_file.relative_path)
     except (IngestFormatError, ValueError) as exc:
         micrograph.status, micrograph.problem = ITEM_FAILED, _reason(run_file, exc)
         micrograph.updated_at = utcnow()
@@ -126,7 +127,8 @@ def _grid_square_xml(db: Session, storages: StorageSet, run_file: RunFile,
                      where: EpuPath) -> Result:
     square = _grid_square(db, run_file.dataset_id, where.grid_square_id or "")
     try:
-        record = parse_image_xml(read_small(storages, run_file))
+        record = parse_image_xml(read_small(storages, run_file), _base_name(run_file),
+                                 source=run_file.relative_path)
     except (IngestFormatError, ValueError) as exc:
         return _square_ref(square), _reason(run_file, exc)
     square.metadata_json = merged(square.metadata_json, record.metadata())
@@ -150,9 +152,12 @@ def _grid_square_metadata(db: Session, storages: StorageSet, run_file: RunFile,
                           where: EpuPath) -> Result:
     square = _grid_square(db, run_file.dataset_id, where.grid_square_id or "")
     try:
-        targets = parse_grid_square_metadata(read_small(storages, run_file))
+        targets = parse_grid_square_metadata(read_small(storages, run_file),
+                                             source=run_file.relative_path)
     except (IngestFormatError, ValueError) as exc:
         return _square_ref(square), _reason(run_file, exc)
+    if targets.state:
+        square.state = targets.state
     known = {hole.epu_id: hole for hole in db.scalars(
         select(FoilHole).where(FoilHole.grid_square_id == square.id))}
     for target in targets.foil_holes:
@@ -181,7 +186,7 @@ def _session(db: Session, storages: StorageSet, run_file: RunFile, where: EpuPat
     session = get_or_create(db, RunSession, {"dataset_id": run_file.dataset_id,
                                              "name": run_file.session}, metadata_json="{}")
     try:
-        record = parse_epu_session(read_small(storages, run_file))
+        record = parse_epu_session(read_small(storages, run_file), source=run_file.relative_path)
     except (IngestFormatError, ValueError) as exc:
         return ItemRef("session", session.id, session.name, None), _reason(run_file, exc)
     before = session.movies_expected
@@ -226,7 +231,8 @@ def _atlas_file(db: Session, storages: StorageSet, run_file: RunFile, where: Epu
         return ref, problem
     if where.kind == "atlas_image_xml":
         try:
-            record = parse_image_xml(read_small(storages, run_file))
+            record = parse_image_xml(read_small(storages, run_file), _base_name(run_file),
+                                 source=run_file.relative_path)
         except (IngestFormatError, ValueError) as exc:
             return ref, _reason(run_file, exc)
         if record.pixel_size_angstrom:
@@ -236,7 +242,7 @@ def _atlas_file(db: Session, storages: StorageSet, run_file: RunFile, where: Epu
         atlas.metadata_json = merged(atlas.metadata_json, {"image": record.metadata()})
         return ref, None
     try:
-        record = parse_atlas(read_small(storages, run_file))
+        record = parse_atlas(read_small(storages, run_file), source=run_file.relative_path)
     except (IngestFormatError, ValueError) as exc:
         return ref, _reason(run_file, exc)
     atlas.acquired_at = record.acquired_at
@@ -255,8 +261,13 @@ def _atlas_file(db: Session, storages: StorageSet, run_file: RunFile, where: Epu
             db.add(square)
             squares[entry.grid_square_id] = square
         square.atlas_x_px, square.atlas_y_px = entry.x_px, entry.y_px
-        square.state = entry.state
+        if entry.state:  # Atlas.dm rarely states it; the square's .dm does
+            square.state = entry.state
     return ref, None
+
+
+def _base_name(run_file: RunFile) -> str:
+    return run_file.relative_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 def _reason(run_file: RunFile, exc: Exception) -> str:

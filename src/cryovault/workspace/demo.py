@@ -34,3 +34,18 @@ def build_demo_tree(db: Session, actor: Actor) -> bool:
     free = create_element(db, actor, kind="workflow", name="Notebook", workflow_type="free")
     create_element(db, actor, kind="step", name="Sample preparation", parent_id=free.id)
     return True
+
+
+def demo_runs(db: Session) -> list[tuple[str, str]]:
+    """(kind, dataset id) of the demo tree's EPU run ("epu") and Tomo run ("tomo"), which the
+    simulated instruments fill."""
+    runs = []
+    for kind, dataset_type, name in (("epu", "epu_run", "Grid 1 EPU run"),
+                                     ("tomo", "tomo_run", "Lamella 3 tilt series")):
+        found = db.scalar(select(Element.id).where(Element.kind == "dataset",
+                                                   Element.dataset_type == dataset_type,
+                                                   Element.name == name,
+                                                   Element.deleting.is_(False)).limit(1))
+        if found is not None:
+            runs.append((kind, str(found)))
+    return runs
