@@ -3,6 +3,7 @@ items from real instrument files, idempotency, rewritten session files, any orde
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -151,8 +152,9 @@ def test_movie_before_its_xml_and_malformed_xml(alice):
     assert "root:" not in response.text
 
 
-@pytest.mark.parametrize("path", ["../escape.xml", "a/../../b.xml", "a//b.xml", "%2E%2E/x.xml", "a/%2e%2e/%2e%2e/b.xml",
-                                  ".cryovault/downscaled/x.png", "a\\b.xml"])
+@pytest.mark.parametrize("path", ["../escape.xml", "a/../../b.xml", "a//b.xml", "%2E%2E/x.xml",
+                                  "a/%2e%2e/%2e%2e/b.xml", ".cryovault/downscaled/x.png",
+                                  "a\\b.xml"])
 def test_path_tricks_are_refused(alice, path):
     run = epu_run(alice)
     response = alice.put(f"/api/v1/datasets/{run['id']}/ingest/files/{path}", content=b"x",
@@ -280,3 +282,46 @@ def test_tilt_movies_join_the_series_their_mdoc_names(alice):
     assert series["movie_count"] == series["tilt_count"] == len(names)
     detail = alice.get(f"/api/v1/datasets/{run['id']}/tilt-series/{series['id']}").json()
     assert len(detail["files"]) == len(names) + 1
+
+
+def test_deleted_atlas_data_is_not_registered_again(alice):
+    run = epu_run(alice)
+    atlas = (FIXTURES / "epu" / "atlas" / "Atlas.dm").read_bytes()
+    assert put(alice, run["id"], "Atlas/Sample7/Atlas/Atlas.dm", atlas).status_code == 201
+    atlases = alice.get(f"/api/v1/datasets/{run['id']}/atlases").json()
+    atlas_id = atlases["items"][0]["id"] if "items" in atlases else atlases[0]["id"]
+    response = alice.delete(f"/api/v1/atlases/{atlas_id}/data")
+    assert response.status_code in (200, 202), response.text
+    assert_error(put(alice, run["id"], "Atlas/Sample7/Atlas/Atlas.dm", atlas, mtime=5.0), 409,
+                 "deleted")
+    assert_error(put(alice, run["id"], "Atlas/Sample7/Atlas/Atlas_1.jpg", b"\xff\xd8"), 409,
+                 "deleted")
+
+
+def test_a_failure_while_interpreting_registers_nothing(alice, app, monkeypatch):
+    """Registration is one transaction: the file row, its item and its bytes, or none."""
+    from cryovault.ingest import registry
+
+    run = epu_run(alice)
+    xml = (EPU / SQUARE / "Data" / f"{ACQUISITION}.xml").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(registry, "interpret", broken)
+    storages = app.state.storages
+    with app.state.sessions() as db:
+        target = registry.check_ingest_target(db, alice.actor, uuid.UUID(run["id"]), "s",
+                                              f"{SQUARE}/Data/{ACQUISITION}.xml", len(xml), 1.0)
+        staged = storages.primary.stage()
+        staged.write(xml)
+        with pytest.raises(RuntimeError):
+            registry.register_run_file(db, alice.actor, storages, target, staged, "0" * 64,
+                                       len(xml))
+        db.rollback()
+    with app.state.sessions() as db:
+        assert db.query(RunFile).count() == 0
+    runs = storages.primary.root / "runs"
+    assert not runs.exists() or not [path for path in runs.rglob("*") if path.is_file()]
+    monkeypatch.undo()
+    assert put(alice, run["id"], f"{SQUARE}/Data/{ACQUISITION}.xml", xml).status_code == 201

@@ -9,14 +9,23 @@ from cryovault.db.metadata import MetadataEntry
 from cryovault.db.notes import ElementReference, Note
 from cryovault.db.preferences import PlatformPreference, UserPreference
 from cryovault.db.runs import (
-    Atlas, FoilHole, GridSquare, Micrograph, RunFile, RunSession, Tilt, TiltSeries,
+    Atlas,
+    FoilHole,
+    GridSquare,
+    Micrograph,
+    RunFile,
+    RunFileTombstone,
+    RunSession,
+    Tilt,
+    TiltSeries,
 )
 from cryovault.db.search import SearchDocument
 from cryovault.db.users import ApiToken, LoginSession, User, UserRole
 
 __all__ = [
     "Acl", "AclGrant", "ApiToken", "Atlas", "FoilHole", "GridSquare", "Micrograph", "RunFile",
-    "RunSession", "Tilt", "TiltSeries", "Base", "Element", "ElementAncestor", "ElementReference", "Job",
+    "RunFileTombstone", "RunSession", "Tilt", "TiltSeries", "Base", "Element", "ElementAncestor",
+    "ElementReference", "Job",
     "InstalledLicense", "LoginSession", "MetadataEntry", "Note", "SearchDocument",
     "PlatformPreference", "RecentVisit", "StorageTrash", "StoredFile", "Upload", "User",
     "UserLicense", "UserPreference", "UserRole",

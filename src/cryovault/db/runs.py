@@ -76,6 +76,7 @@ class Micrograph(Base):
         UniqueConstraint("dataset_id", "name", name="uq_micrographs_dataset_name"),
         Index("ix_micrographs_dataset_order", "dataset_id", "created_at", "id"),
         Index("ix_micrographs_dataset_status", "dataset_id", "status", "created_at", "id"),
+        Index("ix_micrographs_dataset_square", "dataset_id", "grid_square_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -207,3 +208,21 @@ class RunSession(Base):
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RunFileTombstone(Base):
+    """A run file whose bytes a cleanup removed (JOB-6): a watcher sending it again after a
+    restart gets "already registered", so cleaned data does not come back."""
+
+    __tablename__ = "run_file_tombstones"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "relative_path", name="uq_run_file_tombstones_path"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)  # the removed file's id
+    dataset_id: Mapped[uuid.UUID] = mapped_column(Uuid, _dataset_fk())
+    relative_path: Mapped[str] = mapped_column(String(1024))
+    session: Mapped[str] = mapped_column(String(255))
+    source_size: Mapped[int] = mapped_column(BigInteger)
+    source_mtime: Mapped[float] = mapped_column(Float)
+    removed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -213,11 +213,15 @@ def _resettle_all(db: Session, dataset_id: uuid.UUID) -> None:
                .execution_options(synchronize_session="fetch"))
 
 
+def atlas_name(cassette_slot: int | None) -> str:
+    """An atlas is named after the autoloader slot its grid was in (EPU's Sample<N> folder)."""
+    return f"Sample{cassette_slot}" if cassette_slot is not None else "Atlas"
+
+
 def _atlas(db: Session, run_file: RunFile, where: EpuPath) -> Atlas:
-    slot = where.cassette_slot
-    name = f"Sample{slot}" if slot is not None else "Atlas"
-    return get_or_create(db, Atlas, {"dataset_id": run_file.dataset_id, "name": name},
-                         cassette_slot=slot, metadata_json="{}")
+    return get_or_create(db, Atlas, {"dataset_id": run_file.dataset_id,
+                                     "name": atlas_name(where.cassette_slot)},
+                         cassette_slot=where.cassette_slot, metadata_json="{}")
 
 
 def _atlas_file(db: Session, storages: StorageSet, run_file: RunFile, where: EpuPath) -> Result:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from cryovault.access.actor import Actor
@@ -73,6 +73,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise Invalid("the cursor is not valid; start again from the first page") from None
 
 
+def _after(model, created: datetime, after: uuid.UUID):
+    """Rows after the cursor, as one row-value comparison so that the database walks the
+    (dataset, created_at, id) index from there instead of scanning the run."""
+    return tuple_(model.created_at, model.id) > tuple_(
+        literal(created, model.created_at.type), literal(after, model.id.type))
+
+
 def _page(db: Session, model, dataset_id: uuid.UUID, status: str | None, limit: int,
           cursor: str | None) -> ItemPage:
     if status is not None and status not in ITEM_STATUSES:
@@ -90,8 +97,7 @@ def _page(db: Session, model, dataset_id: uuid.UUID, status: str | None, limit: 
         query = query.where(model.status == status)
     if cursor:
         created, after = decode_cursor(cursor)
-        query = query.where(or_(model.created_at > created,
-                                and_(model.created_at == created, model.id > after)))
+        query = query.where(_after(model, created, after))
     rows = db.scalars(query.order_by(model.created_at, model.id).limit(limit + 1)).all()
     next_cursor = None
     if len(rows) > limit:
@@ -152,8 +158,7 @@ def list_run_files(db: Session, actor: Actor, dataset_id: uuid.UUID, *,
         query = query.where(RunFile.session == session)
     if cursor:
         created, after = decode_cursor(cursor)
-        query = query.where(or_(RunFile.created_at > created,
-                                and_(RunFile.created_at == created, RunFile.id > after)))
+        query = query.where(_after(RunFile, created, after))
     rows = list(db.scalars(query.order_by(RunFile.created_at, RunFile.id).limit(limit + 1)))
     next_cursor = None
     if len(rows) > limit:

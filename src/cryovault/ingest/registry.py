@@ -31,9 +31,10 @@ from cryovault.access.levels import COLLABORATOR
 from cryovault.db.base import utcnow
 from cryovault.db.elements import Element
 from cryovault.db.files import StorageTrash
-from cryovault.db.runs import RunFile
+from cryovault.db.runs import Atlas, RunFile, RunFileTombstone
 from cryovault.errors import Conflict, Invalid
 from cryovault.formats.filetypes import media_type
+from cryovault.ingest.epu.layout import classify_epu_path
 from cryovault.ingest.errors import IngestFormatError
 from cryovault.ingest.interpret import ItemRef, classify, interpret
 from cryovault.storage.backends import StagedWrite
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_PATH_BYTES = 1024
 INGEST_DATASET_TYPES = ("epu_run", "tomo_run")
 # Files the instruments rewrite while the session goes on: a new version replaces the old.
+ATLAS_KINDS = frozenset({"atlas", "atlas_image", "atlas_image_xml", "atlas_tile"})
 REWRITTEN_KINDS = frozenset({"session", "grid_square_metadata", "mdoc", "screening_session",
                              "sample", "atlas"})
 
@@ -108,7 +110,17 @@ def check_ingest_target(db: Session, actor: Actor, dataset_id: uuid.UUID, sessio
         kind = classify(dataset.dataset_type or "", relative_path)
     except IngestFormatError as exc:
         raise Invalid(exc.message) from None
+    if kind in ATLAS_KINDS:
+        _refuse_deleted_atlas(db, dataset_id, relative_path)
     existing = _existing(db, dataset_id, relative_path)
+    if existing is None:
+        cleaned = db.scalar(select(RunFileTombstone).where(
+            RunFileTombstone.dataset_id == dataset_id,
+            RunFileTombstone.relative_path == relative_path))
+        if (cleaned is not None and cleaned.session == session
+                and cleaned.source_size == source_size
+                and abs(cleaned.source_mtime - source_mtime) < 1e-3):
+            return IngestResult("already_registered", cleaned.id, None, None)
     if existing is not None:
         same = (existing.session == session and existing.source_size == source_size
                 and abs(existing.source_mtime - source_mtime) < 1e-3)
@@ -120,6 +132,17 @@ def check_ingest_target(db: Session, actor: Actor, dataset_id: uuid.UUID, sessio
                            f"({existing.source_size:,} bytes); the new one is not registered")
     return IngestTarget(dataset_id, dataset.dataset_type or "", session, relative_path, kind,
                         source_size, source_mtime)
+
+
+def _refuse_deleted_atlas(db: Session, dataset_id: uuid.UUID, relative_path: str) -> None:
+    """Atlas data deleted by a user (SPA-8) is not brought back by a watcher sending it again."""
+    from cryovault.ingest.epu_items import atlas_name
+
+    name = atlas_name(classify_epu_path(relative_path).cassette_slot)
+    if db.scalar(select(Atlas.id).where(Atlas.dataset_id == dataset_id, Atlas.name == name,
+                                        Atlas.deleted.is_(True))) is not None:
+        raise Conflict(f"{relative_path}: the data of atlas {name} was deleted from this run; "
+                       "its files are not registered again")
 
 
 def _existing(db: Session, dataset_id: uuid.UUID, relative_path: str) -> RunFile | None:
@@ -153,8 +176,11 @@ def register_run_file(db: Session, actor: Actor, storages: StorageSet, target: I
             key=key, size_bytes=size_bytes, sha256=sha256,
             media_type=media_type(target.relative_path), source_size=target.source_size,
             source_mtime=target.source_mtime)
-        with db.begin_nested():
-            db.add(run_file)
+        # The first write of the transaction: on SQLite it takes the write lock, so the item
+        # lookups below cannot race another registration (and the savepoints inside them are
+        # real ones); a concurrent registration of the same path fails here.
+        db.add(run_file)
+        db.flush()
         item, problem = interpret(db, storages, target.dataset_type, run_file)
         run_file.problem = problem
         if item is not None:

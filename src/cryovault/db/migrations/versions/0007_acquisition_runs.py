@@ -4,10 +4,10 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-24 23:18:56.838283
 """
-from alembic import op
 import sqlalchemy as sa
-import cryovault.db.base
+from alembic import op
 
+import cryovault.db.base
 
 revision = '0007'
 down_revision = '0006'
@@ -79,7 +79,20 @@ def upgrade() -> None:
     with op.batch_alter_table('micrographs', schema=None) as batch_op:
         batch_op.create_index('ix_micrographs_dataset_order', ['dataset_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_micrographs_dataset_status', ['dataset_id', 'status', 'created_at', 'id'], unique=False)
+        batch_op.create_index('ix_micrographs_dataset_square', ['dataset_id', 'grid_square_id'], unique=False)
 
+    op.create_table('run_file_tombstones',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('dataset_id', sa.Uuid(), nullable=False),
+    sa.Column('relative_path', sa.String(length=1024), nullable=False),
+    sa.Column('session', sa.String(length=255), nullable=False),
+    sa.Column('source_size', sa.BigInteger(), nullable=False),
+    sa.Column('source_mtime', sa.Float(), nullable=False),
+    sa.Column('removed_at', cryovault.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['dataset_id'], ['elements.id'], name=op.f('fk_run_file_tombstones_dataset_id_elements'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_run_file_tombstones')),
+    sa.UniqueConstraint('dataset_id', 'relative_path', name='uq_run_file_tombstones_path')
+    )
     op.create_table('run_files',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('dataset_id', sa.Uuid(), nullable=False),
@@ -201,8 +214,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_run_files_dataset_created')
 
     op.drop_table('run_files')
+    op.drop_table('run_file_tombstones')
     with op.batch_alter_table('micrographs', schema=None) as batch_op:
         batch_op.drop_index('ix_micrographs_dataset_status')
+        batch_op.drop_index('ix_micrographs_dataset_square')
         batch_op.drop_index('ix_micrographs_dataset_order')
 
     op.drop_table('micrographs')
