@@ -1,5 +1,6 @@
 """Archive and restore (SPEC JOB-3): an element's files move to the archive (cold) storage and
-back. The element stays listed, with an "archived" badge.
+back. The element stays listed, with an "archived" badge. The files of the acquisition runs in
+the element's subtree (run files: movies, images, metadata, downscaled copies) move with them.
 
 Each file moves on its own and in an order that survives a crash anywhere (OPS-3): the bytes
 are copied and checked against their SHA-256, then the record is switched to the new storage
@@ -21,9 +22,11 @@ from cryovault.access.levels import OWNER
 from cryovault.db.elements import ElementAncestor
 from cryovault.db.files import StorageTrash, StoredFile
 from cryovault.db.jobs import Job
+from cryovault.db.runs import RunFile
 from cryovault.errors import Conflict, Invalid
 from cryovault.jobs.records import PENDING, create_job
 from cryovault.jobs.runner import JobContext, register_handler
+from cryovault.storage.backends import Storage
 from cryovault.storage.registry import StorageSet
 from cryovault.storage.transfer import copy_verified
 
@@ -34,7 +37,7 @@ def _storage_names(storages: StorageSet, role: str) -> list[str]:
     return [s.name for s in storages.all() if s.role == role]
 
 
-def _target(storages: StorageSet, role: str):
+def _target(storages: StorageSet, role: str) -> Storage:
     for storage in storages.all():
         if storage.role == role:
             return storage
@@ -54,15 +57,22 @@ def request_move(db: Session, actor: Actor, storages: StorageSet, element_id: uu
         raise Conflict(f"{element.kind} {element.name!r} is already being archived or "
                        "restored; wait for that job to end")
     source_role = "primary" if kind == ARCHIVE_JOB else "archive"
+    sources = _storage_names(storages, source_role)
     movable = db.scalar(
         select(func.count()).select_from(StoredFile)
         .join(ElementAncestor, ElementAncestor.element_id == StoredFile.element_id)
-        .where(ElementAncestor.ancestor_id == element_id,
-               StoredFile.storage.in_(_storage_names(storages, source_role))))
+        .where(ElementAncestor.ancestor_id == element_id, StoredFile.storage.in_(sources)))
+    movable = movable or db.scalar(
+        select(func.count()).select_from(RunFile)
+        .where(RunFile.dataset_id.in_(_subtree(element_id)), RunFile.storage.in_(sources)))
     if not movable:
         raise Invalid(f"{element.kind} {element.name!r} has no files to {action}"
                       + (" (nothing of it is archived)" if kind == RESTORE_JOB else ""))
     return create_job(db, kind, actor, element)
+
+
+def _subtree(element_id: uuid.UUID):
+    return select(ElementAncestor.element_id).where(ElementAncestor.ancestor_id == element_id)
 
 
 def archived_elements(db: Session, storages: StorageSet,
@@ -71,10 +81,16 @@ def archived_elements(db: Session, storages: StorageSet,
     names = _storage_names(storages, "archive")
     if not element_ids or not names:
         return set()
-    return set(db.scalars(
+    found = set(db.scalars(
         select(ElementAncestor.ancestor_id).distinct()
         .join(StoredFile, StoredFile.element_id == ElementAncestor.element_id)
         .where(ElementAncestor.ancestor_id.in_(element_ids), StoredFile.storage.in_(names))))
+    found.update(db.scalars(
+        select(ElementAncestor.ancestor_id).distinct()
+        .where(ElementAncestor.ancestor_id.in_(element_ids),
+               select(RunFile.id).where(RunFile.dataset_id == ElementAncestor.element_id,
+                                        RunFile.storage.in_(names)).exists())))
+    return found
 
 
 def _move_files(context: JobContext, source_role: str, target_role: str) -> None:
@@ -86,22 +102,47 @@ def _move_files(context: JobContext, source_role: str, target_role: str) -> None
         .join(ElementAncestor, ElementAncestor.element_id == StoredFile.element_id)
         .where(ElementAncestor.ancestor_id == job.element_id, StoredFile.storage.in_(sources))
         .order_by(StoredFile.element_id)).all()
-    total = sum(size for _, size in rows) or 1
+    in_runs = (RunFile.dataset_id.in_(_subtree(job.element_id)), RunFile.storage.in_(sources))
+    run_files = select(RunFile.id).where(*in_runs)
+    run_bytes = db.scalar(select(func.coalesce(func.sum(RunFile.size_bytes), 0))
+                          .where(*in_runs)) or 0
+    total = (sum(size for _, size in rows) + run_bytes) or 1
     done = 0
     for element_id, size in rows:
         stored = db.get(StoredFile, element_id)
         if stored is None or stored.storage not in sources:
             continue  # deleted or moved meanwhile
-        source = storages.get(stored.storage)
-        copy_verified(source, stored.key, target, stored.key, sha256=stored.sha256,
-                      size_bytes=stored.size_bytes,
-                      progress=lambda n, base=done: context.heartbeat())
-        # The switch and the removal order of the old bytes commit together.
-        db.add(StorageTrash(storage=stored.storage, key=stored.key))
-        stored.storage = target.name
+        _move_one(context, stored, target)
         done += size
         context.checkpoint(done / total, f"{done:,} of {total:,} bytes moved")
         _remove_trash(context)
+    # Run files, in pages (a run may hold hundreds of thousands); each moved file leaves the
+    # selection, so the next page starts after the last id seen.
+    after: uuid.UUID | None = None
+    while True:
+        page = run_files if after is None else run_files.where(RunFile.id > after)
+        ids = [row.id for row in db.execute(page.order_by(RunFile.id).limit(500))]
+        if not ids:
+            break
+        after = ids[-1]
+        for file_id in ids:
+            run_file = db.get(RunFile, file_id)
+            if run_file is None or run_file.storage not in sources:
+                continue  # cleaned up, deleted or moved meanwhile
+            _move_one(context, run_file, target)
+            done += run_file.size_bytes
+            context.checkpoint(done / total, f"{done:,} of {total:,} bytes moved")
+            _remove_trash(context)
+
+
+def _move_one(context: JobContext, stored: StoredFile | RunFile, target: Storage) -> None:
+    """Copy verified, then switch the record and queue the old bytes in one transaction (the
+    caller's checkpoint commits it)."""
+    source = context.storages.get(stored.storage)
+    copy_verified(source, stored.key, target, stored.key, sha256=stored.sha256,
+                  size_bytes=stored.size_bytes, progress=lambda n: context.heartbeat())
+    context.db.add(StorageTrash(storage=stored.storage, key=stored.key))
+    stored.storage = target.name
 
 
 def _remove_trash(context: JobContext) -> None:

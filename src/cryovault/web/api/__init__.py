@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from cryovault.web.api import (
     admin,
     auth,
+    discovery,
     elements,
     files,
     jobs,
@@ -24,5 +25,5 @@ from cryovault.web.api import (
 
 router = APIRouter(prefix="/api/v1")
 for module in (auth, elements, files, viewers, uploads, storages, sharing, jobs, users, preferences,
-               metadata, notes, samples, search, admin, lifecycle, runs):
+               metadata, notes, samples, search, admin, lifecycle, runs, discovery):
     router.include_router(module.router)

@@ -7,6 +7,7 @@ from cryovault.web.ui import (
     dashboard_pages,
     element_actions,
     job_pages,
+    run_pages,
     search_pages,
     settings_pages,
     sharing_pages,
@@ -18,4 +19,4 @@ from cryovault.web.ui import (
 routers = [job_pages.router, auth_pages.router, workspace_pages.router, element_actions.router,
            sharing_pages.router, dashboard_pages.router, storage_pages.router,
            content_pages.router, search_pages.router, viewer_pages.router, admin_pages.router,
-           settings_pages.router]
+           settings_pages.router, run_pages.router]
