@@ -74,9 +74,22 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its living children, e.g. the server
+    processes of `serve --workers N` (from /proc)."""
+    def own(stat: str) -> float:
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    total = own(Path(f"/proc/{pid}/stat").read_text())
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(pid):
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                total += own(stat)
+    return total
 
 
 def generate_session(work: Path, acquisitions: int, size: int, frames: int, seed: int
@@ -172,7 +185,8 @@ class NullServer:
 class Server:
     """`cryovault serve` in its own process with a fresh database."""
 
-    def __init__(self, work: Path, database_url: str | None) -> None:
+    def __init__(self, work: Path, database_url: str | None, processes: int = 1) -> None:
+        self.processes = processes
         self.data_dir = work / "data"
         self.env = {**os.environ, "CRYOVAULT_DATA_DIR": str(self.data_dir)}
         self.env.pop("CRYOVAULT_DATABASE_URL", None)
@@ -188,7 +202,8 @@ class Server:
         subprocess.run([BIN / "cryovault", "admin", "create-user", "bench", "--password",
                         PASSWORD], env=self.env, check=True, capture_output=True)
         self.process = subprocess.Popen(
-            [BIN / "cryovault", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [BIN / "cryovault", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", str(self.processes)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while True:
@@ -271,7 +286,8 @@ def run_backend(name: str, session_dir: Path, acquisitions: int, args, work: Pat
     backend_work = work / name
     backend_work.mkdir()
     try:
-        with (NullServer() if name == "null" else Server(backend_work, database_url)) as server:
+        with (NullServer() if name == "null" else Server(backend_work, database_url,
+                                                                 args.server_processes)) as server:
             if name == "null":
                 token, dataset_id = "t", "00000000-0000-4000-8000-000000000000"
             else:
@@ -341,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="watcher upload threads")
     parser.add_argument("--settle", type=float, default=0.2, help="watcher --settle, s")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--server-processes", type=int, default=1,
+                        help="`cryovault serve --workers N` (several server processes)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep data and schema")
     args = parser.parse_args(argv)
@@ -362,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                           "load_average": os.getloadavg()},
               "settings": {"acquisitions": args.acquisitions, "size_px": args.size,
                            "frames": args.frames, "workers": args.workers,
+                           "server_processes": args.server_processes,
                            "settle_s": args.settle},
               "target_acquisitions_per_s": TARGET_PER_S,
               "rows": [r if isinstance(r, dict) else asdict(r) for r in rows]}

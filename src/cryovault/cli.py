@@ -56,21 +56,34 @@ def _ensure_admin(sessions) -> None:
                     fg=typer.colors.GREEN)
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    import os
+
     import uvicorn
 
     from cryovault.web.app import create_app
 
     typer.echo(f"cryovault portal on http://{host}:{port}  (API docs: /api/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    # Several processes: each builds its app from the environment, so the settings given on
+    # the command line travel there.
+    os.environ["CRYOVAULT_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["CRYOVAULT_DATABASE_URL"] = settings.effective_database_url
+    uvicorn.run("cryovault.web.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None,
+          workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+                                               help="server processes (each with its job "
+                                                    "worker thread)")] = 1) -> None:
     """Start the portal and the API."""
     settings = _settings(data_dir)
     _ensure_admin(_sessions(settings))
-    _serve(settings, host, port)
+    _serve(settings, host, port, workers)
 
 
 @app.command()

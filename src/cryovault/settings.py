@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         "default: local worker processes")
     processing_workers: int | None = Field(
         default=None, ge=1, description="local processing processes (default: one per CPU)")
+    job_stale_seconds: float | None = Field(
+        default=None, gt=0, description="A running job whose worker has not given a heartbeat "
+        "for this long is taken over by another worker (default: 60 s)")
     upload_expiry_hours: int = Field(default=7 * 24, ge=1,
                                      description="Unfinished resumable uploads are removed after")
     # Company directory (LDAP) for adding users and for their sign-in (SPEC ADM-3).

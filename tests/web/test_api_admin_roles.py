@@ -46,6 +46,10 @@ REFERENCE = {
     "read own preferences": EVERYBODY,
     "edit own preferences": EVERYBODY,
     "list plugins": EVERYBODY,
+    # Settings > Health (ADM-6): the operators of the workspace
+    "platform health": {WA, CA},
+    "reindex": {WA, CA},
+    "stop live exports": {WA, CA},
 }
 
 STRONG = "Cryo-vault-2026!"
@@ -104,6 +108,9 @@ def _call(name: str, caller, world) -> tuple:
         "edit own preferences": (lambda: caller.patch("/api/v1/preferences/user",
                                                       json={"language": "fr"}), 200),
         "list plugins": (lambda: caller.get("/api/v1/plugins"), 200),
+        "platform health": (lambda: caller.get("/api/v1/admin/health"), 200),
+        "reindex": (lambda: caller.post("/api/v1/admin/reindex"), 202),
+        "stop live exports": (lambda: caller.post("/api/v1/admin/live-exports/stop"), 200),
     }
     call, success = calls[name]
     return call(), success
@@ -132,6 +139,8 @@ def test_the_reference_table_covers_every_admin_route(app):
         ("DELETE", "/api/v1/admin/users/{user_id}/licenses/{feature}"),
         ("GET", "/api/v1/admin/directory"), ("GET", "/api/v1/admin/licenses"),
         ("POST", "/api/v1/admin/licenses"), ("GET", "/api/v1/admin/licenses/{license_id}"),
+        ("GET", "/api/v1/admin/health"), ("POST", "/api/v1/admin/reindex"),
+        ("POST", "/api/v1/admin/live-exports/stop"),
     }
     routes = {(method.upper(), path) for path, operations in app.openapi()["paths"].items()
               if path.startswith("/api/v1/admin") for method in operations}

@@ -6,7 +6,6 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from cryovault.db.base import utcnow
@@ -56,19 +55,15 @@ def interpret(db: Session, storages: StorageSet, dataset_type: str,
 
 
 def mark_dataset_activity(db: Session, dataset_id: uuid.UUID, failed: bool) -> None:
-    """WS-3: a run is in progress while data arrives; warning once items failed."""
-    values: dict[str, object] = {"updated_at": utcnow()}
-    if failed:
-        db.execute(update(Element).where(Element.id == dataset_id,
-                                         Element.status.in_(("not_started", "in_progress"))
-                                         | Element.status.is_(None))
-                   .values(status="warning", **values)
-                   .execution_options(synchronize_session=False))
+    """WS-3: a run is in progress while data arrives; warning once items failed. Written only
+    when the status changes (the dataset is already in the session's identity map)."""
+    dataset = db.get(Element, dataset_id)
+    if dataset is None:
         return
-    db.execute(update(Element).where(Element.id == dataset_id,
-                                     (Element.status == "not_started") | Element.status.is_(None))
-               .values(status="in_progress", **values)
-               .execution_options(synchronize_session=False))
+    if failed and dataset.status in ("not_started", "in_progress", None):
+        dataset.status, dataset.updated_at = "warning", utcnow()
+    elif not failed and dataset.status in ("not_started", None):
+        dataset.status, dataset.updated_at = "in_progress", utcnow()
 
 
 def dumps(values: dict) -> str:

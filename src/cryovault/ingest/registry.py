@@ -112,26 +112,38 @@ def check_ingest_target(db: Session, actor: Actor, dataset_id: uuid.UUID, sessio
         raise Invalid(exc.message) from None
     if kind in ATLAS_KINDS:
         _refuse_deleted_atlas(db, dataset_id, relative_path)
+    known = _registered(db, dataset_id, session, relative_path, kind, source_size, source_mtime)
+    if isinstance(known, IngestResult):
+        return known
+    return IngestTarget(dataset_id, dataset.dataset_type or "", session, relative_path, kind,
+                        source_size, source_mtime)
+
+
+def _registered(db: Session, dataset_id: uuid.UUID, session: str, relative_path: str,
+                kind: str, source_size: int, source_mtime: float) -> IngestResult | RunFile | None:
+    """The idempotency check: "already registered" for the same file (also one whose bytes a
+    cleanup removed); the registered file a rewritten session file replaces; None if new."""
     existing = _existing(db, dataset_id, relative_path)
     if existing is None:
         cleaned = db.scalar(select(RunFileTombstone).where(
             RunFileTombstone.dataset_id == dataset_id,
             RunFileTombstone.relative_path == relative_path))
-        if (cleaned is not None and cleaned.session == session
-                and cleaned.source_size == source_size
-                and abs(cleaned.source_mtime - source_mtime) < 1e-3):
+        if cleaned is not None and _same(cleaned, session, source_size, source_mtime):
             return IngestResult("already_registered", cleaned.id, None, None)
-    if existing is not None:
-        same = (existing.session == session and existing.source_size == source_size
-                and abs(existing.source_mtime - source_mtime) < 1e-3)
-        if same:
-            return IngestResult("already_registered", existing.id, None, existing.problem)
-        if kind not in REWRITTEN_KINDS:
-            raise Conflict(f"{relative_path}: a different file with this path was registered "
-                           f"on {existing.created_at:%Y-%m-%d %H:%M:%S} UTC "
-                           f"({existing.source_size:,} bytes); the new one is not registered")
-    return IngestTarget(dataset_id, dataset.dataset_type or "", session, relative_path, kind,
-                        source_size, source_mtime)
+        return None
+    if _same(existing, session, source_size, source_mtime):
+        return IngestResult("already_registered", existing.id, None, existing.problem)
+    if kind not in REWRITTEN_KINDS:
+        raise Conflict(f"{relative_path}: a different file with this path was registered "
+                       f"on {existing.created_at:%Y-%m-%d %H:%M:%S} UTC "
+                       f"({existing.source_size:,} bytes); the new one is not registered")
+    return existing
+
+
+def _same(row: RunFile | RunFileTombstone, session: str, source_size: int,
+          source_mtime: float) -> bool:
+    return (row.session == session and row.source_size == source_size
+            and abs(row.source_mtime - source_mtime) < 1e-3)
 
 
 def _refuse_deleted_atlas(db: Session, dataset_id: uuid.UUID, relative_path: str) -> None:
@@ -154,18 +166,24 @@ def register_run_file(db: Session, actor: Actor, storages: StorageSet, target: I
                       staged: StagedWrite, sha256: str, size_bytes: int) -> IngestResult:
     """Store the complete bytes, record the file and interpret it. The caller commits; on any
     error before that the staged bytes must be aborted by the caller."""
-    checked = check_ingest_target(db, actor, target.dataset_id, target.session,
-                                  target.relative_path, target.source_size,
-                                  target.source_mtime)
-    if isinstance(checked, IngestResult):
+    # Checked again now that the bytes are here: the run may have been deleted meanwhile, or
+    # the same file registered by a concurrent request. (Access was checked when the transfer
+    # began, within this request.)
+    dataset = db.get(Element, target.dataset_id)
+    if dataset is None or dataset.deleting:
         staged.abort()
-        return checked
+        raise Conflict("the run was deleted while the file was being sent; it is not "
+                       "registered")
+    previous = _registered(db, target.dataset_id, target.session, target.relative_path,
+                           target.kind, target.source_size, target.source_mtime)
+    if isinstance(previous, IngestResult):
+        staged.abort()
+        return previous
     storage = storages.primary
     file_id = uuid.uuid4()
     key = run_file_key(target.dataset_id, file_id, target.relative_path)
     staged.commit(key)
     try:
-        previous = _existing(db, target.dataset_id, target.relative_path)
         if previous is not None:  # a rewritten session file: the old bytes go to the trash
             db.add(StorageTrash(storage=previous.storage, key=previous.key, queued_at=utcnow()))
             db.delete(previous)

@@ -18,9 +18,10 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cryovault.db.base import utcnow
@@ -32,6 +33,13 @@ log = logging.getLogger(__name__)
 HEARTBEAT_EVERY = timedelta(seconds=10)
 STALE_AFTER = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
+
+
+def stale_after(settings: object | None = None) -> timedelta:
+    """How long a running job may go without a heartbeat before another worker takes it
+    over: `CRYOVAULT_JOB_STALE_SECONDS` when set, else STALE_AFTER."""
+    seconds = getattr(settings, "job_stale_seconds", None)
+    return timedelta(seconds=seconds) if seconds else STALE_AFTER
 
 
 class JobCancelled(Exception):
@@ -54,6 +62,8 @@ class JobContext:
     def __init__(self, env: JobEnvironment, db: Session, job: Job, worker: str) -> None:
         self.env, self.db, self.job, self.worker = env, db, job, worker
         self._last_beat = utcnow()
+        # Beat well within the stale limit, so that a live worker is never taken over.
+        self._beat_every = min(HEARTBEAT_EVERY, stale_after(env.settings) / 3)
 
     @property
     def settings(self):
@@ -80,8 +90,9 @@ class JobContext:
             raise JobCancelled()
 
     def heartbeat(self) -> None:
-        """A cheap heartbeat for long loops: writes at most every HEARTBEAT_EVERY."""
-        if utcnow() - self._last_beat >= HEARTBEAT_EVERY:
+        """A cheap heartbeat for long loops: writes at most every HEARTBEAT_EVERY (or a third
+        of the stale limit, when that is shorter)."""
+        if utcnow() - self._last_beat >= self._beat_every:
             self.checkpoint()
 
 
@@ -97,87 +108,137 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def _claim(db: Session, job_id: uuid.UUID, worker: str) -> bool:
-    """waiting → running, or a stale running job taken over; True if this worker got it."""
+def _runnable(now: datetime, stale: timedelta) -> ColumnElement[bool]:
+    """Waiting jobs, and running ones whose worker stopped beating."""
+    return or_(Job.status == "waiting",
+               (Job.status == "running") & (Job.heartbeat_at < now - stale))
+
+
+def _claiming(now: datetime, worker: str) -> dict[str, object]:
+    return dict(status="running", worker=worker, heartbeat_at=now, started_at=now,
+                attempts=Job.attempts + 1)
+
+
+def _claim(db: Session, job_id: uuid.UUID, worker: str,
+           stale: timedelta | None = None) -> Job | None:
+    """waiting → running, or a stale running job taken over; the job if this worker got it.
+    One guarded UPDATE … RETURNING, committed before the job runs."""
     now = utcnow()
-    claimed = db.execute(
-        update(Job)
-        .where(Job.id == job_id, or_(
-            Job.status == "waiting",
-            (Job.status == "running") & (Job.heartbeat_at < now - STALE_AFTER)))
-        .values(status="running", worker=worker, heartbeat_at=now,
-                started_at=now, attempts=Job.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
+    stale = STALE_AFTER if stale is None else stale
+    job = db.scalars(
+        update(Job).where(Job.id == job_id, _runnable(now, stale))
+        .values(**_claiming(now, worker)).returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
     db.commit()
-    return claimed.rowcount == 1
+    return job
+
+
+def claim_next(db: Session, worker: str, stale: timedelta | None = None) -> Job | None:
+    """Claim the oldest runnable job, if any. PostgreSQL: the candidate row is locked with
+    `FOR UPDATE SKIP LOCKED`, so concurrent workers each get a different job without waiting on
+    one another; SQLite: the statement is one write transaction, so claims are serialised.
+    One round trip and one commit per claim."""
+    job = _claim_next_uncommitted(db, worker, stale)
+    db.commit()
+    return job
+
+
+def _claim_next_uncommitted(db: Session, worker: str, stale: timedelta | None) -> Job | None:
+    now = utcnow()
+    stale = STALE_AFTER if stale is None else stale
+    return db.scalars(_claim_next_statement(), {
+        "now": now, "stale_before": now - stale, "worker": worker}).one_or_none()
+
+
+@cache
+def _claim_next_statement():
+    """Built once (the workers' hot path); the time and the worker are parameters."""
+    now = bindparam("now", type_=Job.heartbeat_at.type)
+    runnable = or_(Job.status == "waiting",
+                   (Job.status == "running")
+                   & (Job.heartbeat_at < bindparam("stale_before", type_=Job.heartbeat_at.type)))
+    candidate = (select(Job.id).where(runnable).order_by(Job.created_at)
+                 .limit(1).with_for_update(skip_locked=True).scalar_subquery())
+    return (update(Job).where(Job.id == candidate, runnable)
+            .values(status="running", worker=bindparam("worker", type_=Job.worker.type),
+                    heartbeat_at=now, started_at=now, attempts=Job.attempts + 1)
+            .returning(Job)
+            .execution_options(synchronize_session=False, populate_existing=True))
 
 
 def run_job(env: JobEnvironment, job_id: uuid.UUID, worker: str | None = None) -> bool:
     """Claim and run one job to its end; False when someone else has it (or it is over)."""
     worker = worker or worker_name()
     with env.sessions() as db:
-        if not _claim(db, job_id, worker):
+        job = _claim(db, job_id, worker, stale_after(env.settings))
+        if job is None:
             return False
-        job = db.get(Job, job_id)
-        assert job is not None
-        db.refresh(job)
-        handler = _HANDLERS.get(job.kind)
-        if handler is None:
-            mark_finished(db, job, "failed", f"no handler for jobs of kind {job.kind!r}")
-            db.commit()
-            return True
-        if job.attempts > MAX_ATTEMPTS:
-            mark_finished(db, job, "failed", f"gave up after {MAX_ATTEMPTS} attempts (the "
-                          "process running it stopped each time)")
-            db.commit()
-            return True
-        if job.cancel_requested:
-            mark_finished(db, job, "cancelled", "cancelled before it started")
-            db.commit()
-            return True
-        try:
-            handler(JobContext(env, db, job, worker))
-            db.refresh(job)
-            mark_finished(db, job, "completed")
-            db.commit()
-        except JobCancelled:
-            db.rollback()
-            job = db.get(Job, job_id)
-            assert job is not None
-            mark_finished(db, job, "cancelled", "cancelled while running")
-            db.commit()
-        except Exception as exc:  # a job must end visibly, whatever broke
-            log.exception("job %s (%s) failed", job_id, job.kind)
-            db.rollback()
-            job = db.get(Job, job_id)
-            assert job is not None
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            mark_finished(db, job, "failed", message)
-            db.commit()
+        _execute(env, db, job, worker)
+        db.commit()
     return True
 
 
-def runnable_job_ids(db: Session, limit: int = 20) -> list[uuid.UUID]:
+def _execute(env: JobEnvironment, db: Session, job: Job, worker: str) -> None:
+    """Run a job this worker has claimed and record how it ended. The record of its end (with
+    the handler's last changes) is flushed, not committed: the caller commits it."""
+    job_id = job.id
+    handler = _HANDLERS.get(job.kind)
+    if handler is None:
+        mark_finished(db, job, "failed", f"no handler for jobs of kind {job.kind!r}")
+        return
+    if job.attempts > MAX_ATTEMPTS:
+        mark_finished(db, job, "failed", f"gave up after {MAX_ATTEMPTS} attempts (the "
+                      "process running it stopped each time)")
+        return
+    if job.cancel_requested:
+        mark_finished(db, job, "cancelled", "cancelled before it started")
+        return
+    try:
+        handler(JobContext(env, db, job, worker))
+        mark_finished(db, job, "completed")
+    except JobCancelled:
+        db.rollback()
+        job = db.get(Job, job_id)
+        assert job is not None
+        mark_finished(db, job, "cancelled", "cancelled while running")
+    except Exception as exc:  # a job must end visibly, whatever broke
+        log.exception("job %s (%s) failed", job_id, job.kind)
+        db.rollback()
+        job = db.get(Job, job_id)
+        assert job is not None
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        mark_finished(db, job, "failed", message)
+
+
+def runnable_job_ids(db: Session, limit: int = 20,
+                     stale: timedelta | None = None) -> list[uuid.UUID]:
     """Waiting jobs, and running ones whose worker stopped beating, oldest first."""
     now = utcnow()
-    return list(db.scalars(
-        select(Job.id)
-        .where(or_(Job.status == "waiting",
-                   (Job.status == "running") & (Job.heartbeat_at < now - STALE_AFTER)))
-        .order_by(Job.created_at).limit(limit)))
+    stale = STALE_AFTER if stale is None else stale
+    return list(db.scalars(select(Job.id).where(_runnable(now, stale))
+                           .order_by(Job.created_at).limit(limit)))
 
 
 def run_pending(env: JobEnvironment) -> int:
-    """Run every job that is waiting or was left behind; the number this call ran."""
+    """Run every job that is waiting or was left behind, one claim at a time, until none is
+    left; the number this call ran.
+
+    The end of one job and the claim of the next are committed together: one commit per job
+    (on PostgreSQL, one WAL flush), and the claim is still durable before the job runs."""
     ran = 0
-    while True:
-        with env.sessions() as db:
-            ids = runnable_job_ids(db)
-        progressed = [run_job(env, job_id) for job_id in ids]
-        ran += sum(progressed)
-        if not ids or not any(progressed):
-            return ran
+    worker = worker_name()
+    stale = stale_after(env.settings)
+    with env.sessions() as db:
+        job = claim_next(db, worker, stale)
+        while job is not None:
+            _execute(env, db, job, worker)
+            ran += 1
+            # The next handler starts from an empty session (its end is flushed already).
+            db.expunge_all()
+            job = _claim_next_uncommitted(db, worker, stale)
+            db.commit()
+    return ran
 
 
 class Worker:
@@ -196,15 +257,33 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (the Health tab shows a portal whose worker stopped)."""
+        return self._thread.is_alive()
+
+    def _empty_trash(self) -> None:
+        """Remove from the storages the bytes the jobs released (deletions, the old copies of
+        moved files), as a request's own run of a job does (web/background.py); otherwise a
+        `cryovault worker` would leave them until the next cleanup pass."""
+        if self.env.storages is None:
+            return
+        from cryovault.storage.cleanup import empty_trash
+
+        empty_trash(self.env.sessions, self.env.storages)
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
 
     def _loop(self) -> None:
+        tidy = True  # at start: what a worker killed after its job but before tidying left
         while not self._stop.is_set():
             try:
-                run_pending(self.env)
+                if run_pending(self.env) or tidy:
+                    self._empty_trash()
+                    tidy = False
             except Exception:  # the database may be briefly unreachable: keep going
                 log.exception("the job worker hit an error; retrying")
             self._wake.wait(self.poll_seconds)

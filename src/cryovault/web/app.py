@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, resume_jobs: bool = True) ->
             threading.Thread(target=start_up_work, args=(app,), name="cryovault-start-up",
                              daemon=True).start()
             worker = Worker(job_environment(app)).start()
+            app.state.job_worker = worker  # the Health tab reports whether it runs
         yield
         if worker is not None:
             worker.stop()

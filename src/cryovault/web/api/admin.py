@@ -1,9 +1,14 @@
 """User administration and licences (SPEC ADM-2 … ADM-4) under /api/v1/admin, user preferences
-and plugins (ADM-5, ADM-6). Rights are checked by the services (access/roles.py: RIGHTS)."""
+and plugins (ADM-5, ADM-6), the platform's health, reindex and stopping live exports (ADM-6).
+Rights are checked by the services (access/roles.py: RIGHTS; jobs/health.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from datetime import datetime
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from cryovault import plugins
@@ -13,6 +18,8 @@ from cryovault.access import licences
 from cryovault.access.actor import Actor
 from cryovault.access.config import AccessConfig
 from cryovault.errors import Invalid
+from cryovault.jobs import health
+from cryovault.search import jobs as search_jobs
 from cryovault.web.api.admin_schemas import (
     AdminUserList,
     AdminUserOut,
@@ -32,7 +39,8 @@ from cryovault.web.api.admin_schemas import (
     UserPreferencesIO,
     UserPreferencesPatch,
 )
-from cryovault.web.api.schemas import parse_id
+from cryovault.web.api.schemas import DeletionOut, parse_id
+from cryovault.web.background import run_job_and_tidy
 from cryovault.web.context import access_config, current_actor, get_db
 
 router = APIRouter(tags=["administration"])
@@ -174,3 +182,57 @@ def list_plugins(actor: Actor = Depends(current_actor)) -> list[PluginOut]:
                       description=p.description, state=p.state, message=p.message)
             for p in plugins.installed_plugins()]
 
+
+# --- health (ADM-6) ---------------------------------------------------------------------------
+
+
+class HealthPartOut(BaseModel):
+    name: str
+    kind: str
+    state: str
+    version: str
+    detail: str
+
+
+class HealthOut(BaseModel):
+    parts: list[HealthPartOut]
+    state: str
+    checked_at: datetime
+
+
+class StoppedOut(BaseModel):
+    stopped: int
+
+
+def health_report(request: Request, actor: Actor) -> health.HealthReport:
+    state = request.app.state
+    worker = getattr(state, "job_worker", None)
+    return health.platform_health(actor, state.engine, state.settings, state.storages,
+                                  local_worker_alive=worker.alive if worker else None)
+
+
+@router.get("/admin/health", response_model=HealthOut,
+            summary="Each part of the platform with its state (stable, waiting, down)")
+def platform_health(request: Request, actor: Actor = Depends(current_actor)):
+    report = health_report(request, actor)
+    return HealthOut(parts=[HealthPartOut(name=p.name, kind=p.kind, state=p.state,
+                                          version=p.version, detail=p.detail)
+                            for p in report.parts],
+                     state=report.state, checked_at=report.checked_at)
+
+
+@router.post("/admin/reindex", status_code=202, response_model=DeletionOut,
+             summary="Rebuild the search index from the database (a job)")
+def reindex(request: Request, background: BackgroundTasks, actor: Actor = Depends(current_actor),
+            db: Session = Depends(get_db, scope="function")):
+    job = search_jobs.request_reindex(db, actor)
+    db.commit()
+    background.add_task(run_job_and_tidy, request.app, job.id)
+    return JSONResponse({"job_id": str(job.id)}, status_code=202, background=background)
+
+
+@router.post("/admin/live-exports/stop", response_model=StoppedOut,
+             summary="Stop every live export job that has not ended")
+def stop_live_exports(actor: Actor = Depends(current_actor),
+                      db: Session = Depends(get_db, scope="function")):
+    return StoppedOut(stopped=health.stop_live_exports(db, actor))
