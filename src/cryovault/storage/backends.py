@@ -131,7 +131,7 @@ class _LocalStagedWrite(StagedWrite):
         self._path = storage.path_of(tmp_key())
         self._path.parent.mkdir(parents=True, exist_ok=True)
         # Unbuffered: the pieces go to the file descriptor with writev.
-        self._file: BinaryIO | None = open(self._path, "xb", buffering=0)  # noqa: SIM115
+        self._file: BinaryIO | None = open(self._path, "xb+", buffering=0)  # noqa: SIM115
         self._unsynced = 0
 
     def write(self, data: bytes | memoryview) -> None:
@@ -166,6 +166,27 @@ class _LocalStagedWrite(StagedWrite):
             self._file.close()
             self._file = None
         self._path.unlink(missing_ok=True)
+
+    def copy_range_from(self, source_fd: int, length: int) -> int:
+        """Append up to `length` bytes of `source_fd` (from its current offset) inside the
+        kernel (copy_file_range, falling back to sendfile); the bytes copied (0 at its end)."""
+        assert self._file is not None, "write after commit or abort"
+        fd = self._file.fileno()
+        try:
+            done = os.copy_file_range(source_fd, fd, length)
+        except OSError:  # other file system or kernel: sendfile copies in the kernel too
+            done = os.sendfile(fd, source_fd, None, length)
+        self.written_bytes += done
+        self._unsynced += done
+        if self._unsynced >= SYNC_EVERY_BYTES:  # keep the disk writing as the copy goes
+            os.fdatasync(fd)
+            self._unsynced = 0
+        return done
+
+    def read_back(self, offset: int, length: int) -> bytes:
+        """Bytes already written (from the page cache), e.g. to hash the copy itself."""
+        assert self._file is not None, "read after commit or abort"
+        return os.pread(self._file.fileno(), length, offset)
 
 
 def write_pieces(fd: int, pieces: Sequence[bytes]) -> int:

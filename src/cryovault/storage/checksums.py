@@ -10,7 +10,7 @@ from pathlib import Path
 from cryovault.storage.backends import READ_CHUNK_BYTES, StagedWrite
 
 # Hashing and writing both release the GIL: done in two threads, they overlap.
-_HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cryovault-sha256")
+HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cryovault-sha256")
 
 
 def _update(digest: hashlib._Hash, pieces: Sequence[bytes]) -> None:
@@ -21,7 +21,7 @@ def _update(digest: hashlib._Hash, pieces: Sequence[bytes]) -> None:
 def hash_alongside(digest: hashlib._Hash, pieces: Sequence[bytes],
                    write: Callable[[Sequence[bytes]], None]) -> None:
     """`write(pieces)` while `digest` takes the same bytes in another thread."""
-    hashing = _HASH_POOL.submit(_update, digest, pieces)
+    hashing = HASH_POOL.submit(_update, digest, pieces)
     try:
         write(pieces)
     finally:
