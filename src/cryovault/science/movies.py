@@ -25,10 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from cryovault.science.errors import ScienceInputError
+from cryovault.science.fourier import fft_workers
+from cryovault.science.threads import run_parallel
 
 MRC_SUFFIXES = {".mrc", ".mrcs", ".st", ".map"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
 EER_SUFFIXES = {".eer"}
+#: MRC modes a movie may have: int8, int16, float32, uint16, float16
+_MRC_MODES = {0, 1, 2, 6, 12}
 
 
 @dataclass
@@ -60,12 +64,17 @@ class Movie:
         return self.raw.shape[0]
 
     def __getitem__(self, index: int) -> np.ndarray:
-        frame = self.raw[index].astype(np.float32)
+        return self.read_frame(index, np.empty(self.info.shape, dtype=np.float32))
+
+    def read_frame(self, index: int, out: np.ndarray) -> np.ndarray:
+        """Frame `index`, gain- and defect-corrected, written into `out` (float32, the frame's
+        shape; motion correction reuses one buffer for every frame)."""
+        np.copyto(out, self.raw[index], casting="unsafe")
         if self.gain is not None:
-            frame *= self.gain
+            out *= self.gain
         if self._defect_index is not None:
-            _fill_defects(frame, self._defect_index)
-        return frame
+            _fill_defects(out, self._defect_index)
+        return out
 
     @property
     def n_defects(self) -> int:
@@ -92,13 +101,17 @@ def open_movie(path: Path | str, *, eer_grouping: int | None = None, eer_upsampl
     if raw.shape[0] < 2:
         raise ScienceInputError(f"the movie has {raw.shape[0]} frame; motion correction needs "
                                 "at least 2", path)
-    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-        bad = int(np.argmax(~np.isfinite(raw).reshape(raw.shape[0], -1).all(axis=1)))
-        raise ScienceInputError(f"frame {bad} contains NaN or infinite values", path)
+    if raw.dtype.kind == "f":
+        for f in range(raw.shape[0]):  # a NaN or ±inf makes the frame's sum non-finite
+            if not math.isfinite(float(np.sum(raw[f], dtype=np.float64))):
+                raise ScienceInputError(f"frame {f} contains NaN or infinite values", path)
     movie = Movie(info, raw)
+    total = None
+    if gain_path is not None or (correct_hot_pixels and raw.dtype.kind in "iu"):
+        total = stack_sum(raw)
     if gain_path is not None:
         gain = read_gain(Path(gain_path))
-        movie.gain = check_gain(gain, raw, Path(gain_path), path)
+        movie.gain = check_gain(gain, raw, Path(gain_path), path, total=total)
     mask = np.zeros(info.shape, dtype=bool)
     if defect_map_path is not None:
         defects = read_gain(Path(defect_map_path)) != 0
@@ -108,7 +121,7 @@ def open_movie(path: Path | str, *, eer_grouping: int | None = None, eer_upsampl
                                     defect_map_path)
         mask |= defects
     if correct_hot_pixels and raw.dtype.kind in "iu":
-        mask |= detect_bad_pixels(raw)
+        mask |= detect_bad_pixels(raw, total=total)
     if movie.gain is not None:
         mask |= movie.gain == 0
     if mask.any():
@@ -132,14 +145,13 @@ def _read_mrc(path: Path) -> tuple[MovieInfo, np.ndarray]:
             mode = int(header.mode)
             extended = int(header.nsymbt)
             voxel = float(mrc.voxel_size.x)
+            dtype = mrcfile.utils.data_dtype_from_header(header) if mode in _MRC_MODES else None
     except Exception as exc:  # mrcfile raises ValueError and others for garbage
         raise ScienceInputError(f"not a readable MRC file ({exc})", path) from exc
-    dtypes = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
-    if mode not in dtypes or min(nx, ny, nz) <= 0:
+    if dtype is None or min(nx, ny, nz) <= 0:
         raise ScienceInputError(f"unsupported MRC header (mode {mode}, size {nx}×{ny}×{nz})",
                                 path)
-    itemsize = np.dtype(dtypes[mode]).itemsize
-    expected = nx * ny * nz * itemsize
+    expected = nx * ny * nz * dtype.itemsize
     available = path.stat().st_size - 1024 - extended
     if available < expected:
         raise ScienceInputError(
@@ -147,14 +159,13 @@ def _read_mrc(path: Path) -> tuple[MovieInfo, np.ndarray]:
             f"({expected} bytes of data) but only {max(available, 0)} bytes follow the header",
             path)
     try:
-        with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
-            data = np.array(mrc.data)
+        # memory-mapped: frames are read from the page cache when used, never copied whole
+        data = np.memmap(path, dtype=dtype, mode="r", offset=1024 + extended,
+                         shape=(nz, ny, nx))
     except Exception as exc:
         raise ScienceInputError(f"cannot read the MRC data ({exc})", path) from exc
-    if data.ndim == 2:
-        data = data[None]
     header_px = voxel if voxel > 0 else None
-    return MovieInfo(str(path), "mrc", data.shape[0], data.shape[1:], header_px), data
+    return MovieInfo(str(path), "mrc", nz, (ny, nx), header_px), data
 
 
 def _read_tiff(path: Path) -> tuple[MovieInfo, np.ndarray]:
@@ -169,7 +180,7 @@ def _read_tiff(path: Path) -> tuple[MovieInfo, np.ndarray]:
             if len(shapes) != 1:
                 raise ScienceInputError(f"TIFF pages have different sizes: {sorted(shapes)}",
                                         path)
-            data = tif.asarray(key=range(len(pages)))
+            data = tif.asarray(key=range(len(pages)), maxworkers=fft_workers())
     except ScienceInputError:
         raise
     except Exception as exc:
@@ -229,7 +240,8 @@ def _read_eer(path: Path, grouping: int | None,
             dtype = np.uint8 if grouping < 256 else np.uint16
             out = np.empty((n_out,) + shape, dtype=dtype)
             for g in range(n_out):
-                block = series.asarray(key=slice(g * grouping, (g + 1) * grouping))
+                block = series.asarray(key=slice(g * grouping, (g + 1) * grouping),
+                                       maxworkers=fft_workers())
                 out[g] = block.reshape((-1,) + shape).sum(axis=0, dtype=np.uint16)
     except ScienceInputError:
         raise
@@ -291,8 +303,8 @@ _ORIENTATIONS = {
 }
 
 
-def check_gain(gain: np.ndarray, raw: np.ndarray, gain_path: Path,
-               movie_path: Path) -> np.ndarray:
+def check_gain(gain: np.ndarray, raw: np.ndarray, gain_path: Path, movie_path: Path, *,
+               total: np.ndarray | None = None) -> np.ndarray:
     """The gain reference in the frames' size, after checking its size and orientation."""
     ny, nx = raw.shape[1:]
     if gain.shape == (ny // 2, nx // 2) and ny % 2 == 0 and nx % 2 == 0:
@@ -304,7 +316,7 @@ def check_gain(gain: np.ndarray, raw: np.ndarray, gain_path: Path,
                                 gain_path)
     if not (gain > 0).any():
         raise ScienceInputError("gain reference has no positive value", gain_path)
-    total = raw.sum(axis=0, dtype=np.float64)
+    total = (stack_sum(raw) if total is None else total).astype(np.float64)
     if total.mean() < 2.0:
         return gain  # too few counts to judge the orientation
     scores = {}
@@ -328,10 +340,34 @@ def check_gain(gain: np.ndarray, raw: np.ndarray, gain_path: Path,
     return gain
 
 
-def detect_bad_pixels(raw: np.ndarray, sigma: float = 10.0) -> np.ndarray:
+def stack_sum(raw: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """Σ over frames of a stack (n, ny, nx): uint32 for unsigned counts of ≤ 16 bits (no
+    overflow below 65,537 frames), int64 for other integers, float64 for floats; in bands of
+    rows on all CPUs, so that each band's total stays in the cache."""
+    if raw.dtype.kind == "u" and raw.dtype.itemsize <= 2 and raw.shape[0] <= 65_536:
+        dtype: type = np.uint32
+    elif raw.dtype.kind in "iu":
+        dtype = np.int64
+    else:
+        dtype = np.float64
+    total = np.zeros(raw.shape[1:], dtype=dtype)
+
+    def band(start: int, stop: int) -> None:
+        for r0 in range(start, stop, 64):
+            r1 = min(stop, r0 + 64)
+            rows = total[r0:r1]
+            for frame in raw:
+                np.add(rows, frame[r0:r1], out=rows, casting="unsafe")
+
+    run_parallel(band, raw.shape[1], workers or fft_workers())
+    return total
+
+
+def detect_bad_pixels(raw: np.ndarray, sigma: float = 10.0, *,
+                      total: np.ndarray | None = None) -> np.ndarray:
     """Hot pixels (sum > median + σ·√median + 5) and dead pixels (no count where the median
-    of the sum is ≥ 20) of a stack of counts."""
-    total = raw.sum(axis=0, dtype=np.float64)
+    of the sum is ≥ 20) of a stack of counts (`total`: its sum over frames, if known)."""
+    total = stack_sum(raw) if total is None else total
     median = float(np.median(total))
     hot = total > median + sigma * math.sqrt(max(median, 1.0)) + 5
     dead = (total == 0) if median >= 20 else np.zeros_like(hot)
@@ -354,5 +390,7 @@ def _fill_defects(frame: np.ndarray, index: tuple[np.ndarray, ...]) -> None:
     values = frame[ny_idx, nx_idx]
     counts = valid.sum(axis=1)
     sums = np.where(valid, values, 0).sum(axis=1)
-    fill = np.where(counts > 0, sums / np.maximum(counts, 1), float(np.median(frame)))
+    fill = sums / np.maximum(counts, 1)
+    if not counts.all():  # a defect with no valid neighbour (a dead cluster): the median
+        fill[counts == 0] = float(np.median(frame))
     frame[ys, xs] = fill

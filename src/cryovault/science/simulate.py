@@ -23,7 +23,8 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from cryovault.science.ctf import CtfParameters, ctf_2d, fft_workers
+from cryovault.science.ctf_model import CtfParameters, ctf_2d
+from cryovault.science.fourier import fft_workers
 
 
 @dataclass(frozen=True)
