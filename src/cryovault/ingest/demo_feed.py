@@ -40,10 +40,10 @@ def _command(*args: str) -> list[str]:
 def _session_dir(out: Path, kind: str, timeout_s: float = 120.0) -> Path | None:
     """The folder the watcher follows: the EPU session folder (the simulator names it as EPU
     does, so it is found once created) or the tomography folder itself."""
-    if kind == "tomo":
-        return out
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if kind == "tomo" and out.is_dir():
+            return out
         found = sorted(path for path in out.glob("*_EPU") if path.is_dir())
         if found:
             return found[0]

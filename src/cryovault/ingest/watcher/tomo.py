@@ -19,7 +19,7 @@ from cryovault.ingest.watcher.scanning import SourceRoot
 
 log = logging.getLogger("cryovault.watch")
 
-PRIORITIES = {"mdoc": 0, "gain": 1, "other": 2, "tilt_movie": 5}
+PRIORITIES = {"mdoc": 0, "gain": 1, "tilt_movie": 5}
 
 
 @dataclass
@@ -61,7 +61,12 @@ class TomoLayout:
         except IngestFormatError as exc:
             role = FileRole("invalid", 99, refused_reason=exc.message)
         else:
-            role = FileRole(kind, PRIORITIES.get(kind, PRIORITIES["other"]),
+            if kind == "other":  # e.g. notes, logs, a simulator's ground truth beside the data
+                role = FileRole("other", 99, refused_reason="not part of a tilt series (only "
+                                ".mdoc files, tilt movies and gain references are sent)")
+                self._roles[relative_path] = role
+                return role
+            role = FileRole(kind, PRIORITIES.get(kind, 2),
                             is_movie=kind == "tilt_movie", check_structure=kind == "tilt_movie",
                             rewritten=kind == "mdoc")
         if len(self._roles) < 1_000_000:
