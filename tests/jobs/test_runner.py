@@ -215,3 +215,35 @@ def test_deletion_survives_a_killed_worker_process(database_url, tmp_path, app, 
 @pytest.fixture(autouse=True)
 def _clear():
     RAN.clear()
+
+
+FOLLOWING = threading.Event()
+
+
+def _follow_until_released(context: JobContext) -> None:
+    """Like a live export: runs until something outside it says stop."""
+    while not FOLLOWING.wait(0.05):
+        context.checkpoint()
+
+
+register_handler("test-follow", _follow_until_released, long_running=True)
+
+
+def test_long_running_jobs_do_not_hold_up_the_others(sessions, alice):
+    FOLLOWING.clear()
+    follow = new_job(sessions, alice.actor, "test-follow")
+    after = new_job(sessions, alice.actor, "test-count")
+    worker = Worker(JobEnvironment(sessions), poll_seconds=0.1).start()
+    try:
+        deadline = time.monotonic() + 20
+        while status_of(sessions, after).status != "completed":
+            assert time.monotonic() < deadline, "a job queued after a long-running one waited"
+            time.sleep(0.05)
+        assert status_of(sessions, follow).status == "running"
+        FOLLOWING.set()
+        while status_of(sessions, follow).status != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        FOLLOWING.set()
+        worker.stop()

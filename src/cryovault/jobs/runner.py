@@ -98,10 +98,18 @@ class JobContext:
 
 Handler = Callable[[JobContext], None]
 _HANDLERS: dict[str, Handler] = {}
+_LONG_RUNNING: set[str] = set()
 
 
-def register_handler(kind: str, handler: Handler) -> None:
+def register_handler(kind: str, handler: Handler, *, long_running: bool = False) -> None:
+    """`long_running`: jobs that last as long as something outside them (a live export follows
+    its run until the run completes); a worker runs each in a thread of its own so that the
+    other jobs do not wait behind it."""
     _HANDLERS[kind] = handler
+    if long_running:
+        _LONG_RUNNING.add(kind)
+    else:
+        _LONG_RUNNING.discard(kind)
 
 
 def worker_name() -> str:
@@ -232,13 +240,29 @@ def run_pending(env: JobEnvironment) -> int:
     with env.sessions() as db:
         job = claim_next(db, worker, stale)
         while job is not None:
-            _execute(env, db, job, worker)
+            if job.kind in _LONG_RUNNING:
+                _run_in_own_thread(env, job.id, worker)
+            else:
+                _execute(env, db, job, worker)
             ran += 1
             # The next handler starts from an empty session (its end is flushed already).
             db.expunge_all()
             job = _claim_next_uncommitted(db, worker, stale)
             db.commit()
     return ran
+
+
+def _run_in_own_thread(env: JobEnvironment, job_id: uuid.UUID, worker: str) -> None:
+    """Run a claimed (committed) long-running job in a thread with its own session; it beats
+    its heart there, so it is taken over only if this process stops."""
+    def run() -> None:
+        with env.sessions() as db:
+            job = db.get(Job, job_id)
+            if job is not None:
+                _execute(env, db, job, worker)
+                db.commit()
+
+    threading.Thread(target=run, name=f"cryovault-job-{job_id}", daemon=True).start()
 
 
 class Worker:

@@ -203,4 +203,4 @@ def _run_live_export(context: JobContext) -> None:
         time.sleep(POLL_SECONDS)
 
 
-register_handler(LIVE_EXPORT_JOB, _run_live_export)
+register_handler(LIVE_EXPORT_JOB, _run_live_export, long_running=True)
