@@ -15,6 +15,7 @@ export folder with its size, as export does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -154,7 +155,8 @@ def update_live_export(db: Session, actor: Actor, dataset_id: uuid.UUID,
 def _schedule(db: Session, job: Job) -> FilterSchedule:
     """The filters as they are now in the database (a PATCH may have changed them)."""
     text = db.scalar(select(Job.parameters).where(Job.id == job.id))
-    return FilterSchedule.from_parameters(json.loads(text or "{}"))
+    schedule = FilterSchedule.from_parameters(json.loads(text or "{}"))
+    return dataclasses.replace(schedule, read_at=utcnow())
 
 
 def _run_live_export(context: JobContext) -> None:

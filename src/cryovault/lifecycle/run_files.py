@@ -131,6 +131,9 @@ class FilterSchedule:
     from its start on ("Update live export" changes the filter for items still to come)."""
 
     changes: tuple[tuple[datetime | None, ItemFilter], ...] = ((None, ItemFilter()),)
+    # When the schedule was read: an item registered after it may fall under a change made
+    # after that too, so it waits for the next pass, which reads the schedule again.
+    read_at: datetime | None = None
 
     @classmethod
     def from_parameters(cls, parameters: dict) -> FilterSchedule:
@@ -160,6 +163,8 @@ class FilterSchedule:
         return chosen
 
     def admits(self, created_at: datetime | None, status: str | None) -> bool:
+        if self.read_at is not None and created_at is not None and created_at > self.read_at:
+            return False
         return self.for_item(created_at).admits(status)
 
 
