@@ -12,22 +12,26 @@ Conventions (docs/architecture.md, "science/"):
   (RELION's rlnAccumMotionEarly; frames 1-4 at 1 e⁻/Å²/frame), otherwise as late.
 
 Method (two passes over the frames, so that the movie's spectra are never all in memory):
-1. pass 1: every frame's spectrum is computed once, cropped to the alignment frequency limit
-   (where a B-factor of `b_factor_angstrom2` has fallen to 10 %; only the kept columns are
-   transformed along y), and turned into the stacks of frame_spectra.py: the whole frame
-   (mean removed, edges tapered: the edges stay on the detector while the content moves) and
-   `patches` overlapping patches (`patch_size_factor` × the grid spacing, each tapered);
+1. pass 1: the spectrum of every frame, mean removed and edges tapered (the edges stay on the
+   detector while the content moves), cropped to the alignment frequency limit (where a
+   B-factor of `b_factor_angstrom2` has fallen to 10 %; only the kept columns are transformed
+   along y): the global stack (frame_spectra.py);
 2. global alignment (alignment.py): each frame is cross-correlated with the sum of the other
-   frames as currently aligned, filtered by exp(−B g²/4) and divided by the frames' rotationally
+   frames as currently aligned, filtered by exp(−B g²/4) and divided by the rotationally
    averaged power (so that the strong low-resolution contrast does not make the peak broad);
    coarse search on a Fourier-cropped copy, then refinement on finer levels in a small window
    around the current shifts, with a parabolic sub-pixel peak, until the largest update is below
    `tolerance_px`;
-3. patches: each patch stack is aligned the same way starting from the global shifts (the
+3. pass 2: every frame's spectrum again, shifted by its global shift and added to the aligned
+   and dose-weighted sums (dose_weighting.py; cropped to the output size with `binning`), and
+   cropped to the patch size (where `patch_b_factor_angstrom2` has fallen to 1/4) and cut into
+   `patches` overlapping patches (`patch_size_factor` × the grid spacing, each tapered);
+4. patches: each patch stack is aligned the same way, starting from the global shifts (the
    patches are cut from the unaligned frames; the Fourier shift moves the content and the
-   patch's taper together), then smoothed in time and space (motion_patches.py);
-4. pass 2: every frame's spectrum again (cropped to the output size with `binning`), shifted by
-   its global shift and added to the aligned and dose-weighted sums (dose_weighting.py).
+   patch's taper together), then smoothed in time and space (motion_patches.py).
+Large arrays share one block of memory (workspace.py), and BLAS runs single-threaded while
+Python threads split the work (threads.py): both matter as much as the arithmetic on a small
+machine. `MotionResult.timings_s` says where the time went.
 """
 
 from __future__ import annotations
@@ -57,8 +61,10 @@ from cryovault.science.frame_spectra import (
     PatchGrid,
     WeightedStacks,
     WholeFrames,
+    stack_dims,
 )
 from cryovault.science.motion_patches import PatchTrajectory, patch_trajectories
+from cryovault.science.workspace import Workspace, without_huge_page_advice
 
 __all__ = ["EARLY_EXPOSURE_E_PER_A2", "FrameSource", "MotionResult", "MotionSettings",
            "PatchTrajectory", "align_movie", "critical_exposure", "drift_angstrom",
@@ -82,7 +88,7 @@ class MotionSettings:
     patch_b_factor_angstrom2: float = 150.0
     max_iterations: int = 12
     tolerance_px: float = 0.01
-    patch_tolerance_px: float = 0.05
+    patch_tolerance_px: float = 0.1
     patch_size_factor: float = 1.5
     patch_smoothing: float = 50.0
     max_shift_angstrom: float = 200.0
@@ -167,8 +173,14 @@ def align_movie(frames: FrameSource | Sequence[np.ndarray] | np.ndarray,
                 workers: int | None = None) -> MotionResult:
     """Align `frames` (n ≥ 2 frames of equal shape, gain- and defect-corrected) and return the
     shifts, the patch trajectories, the drift and the two sums (see the module docstring)."""
-    settings = settings or MotionSettings()
-    workers = workers or fft_workers()
+    with without_huge_page_advice():
+        return _align_movie(frames, pixel_size_angstrom, dose_per_frame_e_per_angstrom2,
+                            settings or MotionSettings(), workers or fft_workers())
+
+
+def _align_movie(frames: FrameSource | Sequence[np.ndarray] | np.ndarray,
+                 pixel_size_angstrom: float, dose_per_frame_e_per_angstrom2: float,
+                 settings: MotionSettings, workers: int) -> MotionResult:
     px = float(pixel_size_angstrom)
     dose = float(dose_per_frame_e_per_angstrom2)
     reader = FrameReader(frames, _check(frames, px, dose, settings))
@@ -185,8 +197,13 @@ def align_movie(frames: FrameSource | Sequence[np.ndarray] | np.ndarray,
             grid_error = exc
 
     clock = _Clock()
+    global_bytes = 8 * math.prod(stack_dims(n, 1, align_shape))
+    patch_bytes = 0 if patch_plan is None else 8 * math.prod(
+        stack_dims(n, len(patch_plan[0].starts), patch_plan[0].size))
+    # the global stack and its pyramid's crops (≤ 1/4 of it), then the patch stacks
+    workspace = Workspace(max(global_bytes * 5 // 4, patch_bytes))
     # -- pass 1: the global stack, and the global alignment ----------------------------------
-    whole = WholeFrames(n, full, align_shape, px, settings.b_factor_angstrom2)
+    whole = WholeFrames(n, full, align_shape, px, settings.b_factor_angstrom2, workspace)
     transform = CroppedTransform(full, align_shape, workers, taper=FRAME_TAPER)
     for f in range(n):
         frame = reader.read(f)
@@ -201,7 +218,7 @@ def align_movie(frames: FrameSource | Sequence[np.ndarray] | np.ndarray,
     shifts, iterations = align_pyramid(
         whole.stacks.level(), np.zeros((1, n, 2)), tolerance_px=settings.tolerance_px,
         max_iterations=settings.max_iterations, max_shift_px=settings.max_shift_angstrom / px,
-        search_first=True, workers=workers)
+        search_first=True, workers=workers, scratch=workspace.tail(global_bytes, np.complex64))
     shifts = shifts[0]
     del whole
     clock.lap("global alignment")
@@ -215,7 +232,7 @@ def align_movie(frames: FrameSource | Sequence[np.ndarray] | np.ndarray,
     if patch_plan is not None:
         grid, patch_shape = patch_plan
         patches_in = FramePatches(n, full, patch_shape, grid, px,
-                                  settings.patch_b_factor_angstrom2, workers)
+                                  settings.patch_b_factor_angstrom2, workers, workspace)
         needed = (max(needed[0], patch_shape[0]), max(needed[1], patch_shape[1]))
     transform = CroppedTransform(full, needed, workers)
     for f in range(n):
