@@ -9,13 +9,15 @@ CRYOVAULT_BENCH_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:54
 `cryovault serve` runs in its own process; a user, an API token and an SPA workflow with an
 EPU run dataset are created through the API, and the watcher (`Watcher` from
 cryovault.ingest.watcher, as `cryovault watch epu --once` runs it: 4 upload threads, one
-keep-alive HTTP client) registers the whole session. The time is from the watcher's start (its
+keep-alive HTTP client; small files go in batches through POST …/ingest/batch) registers the
+whole session. The time is from the watcher's start (its
 listing of what the server holds, the scans, the settle wait of --settle seconds) to the last
 answer. Checked afterwards: the run has one micrograph per acquisition of the ground truth and
 the ingest listing has every file exactly once. Target: ≥ 50 acquisitions/s.
 
 The backend `null` (add it with --backends sqlite,postgres,null) is a server that only reads
-each body and answers 201, in its own process: the watcher's own ceiling on this machine.
+each body (single files and batches) and answers "registered", in its own process: the
+watcher's own ceiling on this machine.
 
     .venv/bin/python benchmarks/ingest_registration.py                       # 500 acq, both
     .venv/bin/python benchmarks/ingest_registration.py --acquisitions 100 --backends sqlite
@@ -132,7 +134,7 @@ def _pg_url(base: str, schema: str) -> str:
 
 
 NULL_SERVER = """
-import sys, uvicorn
+import json, sys, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -145,11 +147,25 @@ async def put(request):
     return JSONResponse({"status": "registered", "file_id": "f", "item": item,
                          "problem": None}, status_code=201)
 
+async def batch(request):
+    body, position, results = await request.body(), 0, []
+    while position < len(body):
+        end = body.index(b"\\n", position)
+        header = json.loads(body[position:end])
+        position = end + 1 + header["size"]
+        name = header["path"].rsplit("/", 1)[-1]
+        item = ({"kind": "micrograph", "id": name.split(".")[0], "name": name, "status": "x"}
+                if name.endswith(".xml") and "_Data_" in name else None)
+        results.append({"path": header["path"], "status": "registered", "file_id": "f",
+                        "item": item, "problem": None, "detail": None})
+    return JSONResponse({"results": results})
+
 async def listing(request):
     return JSONResponse({"items": [], "next_cursor": None})
 
 app = Starlette(routes=[
     Route("/api/v1/datasets/{dataset}/ingest/files/{path:path}", put, methods=["PUT"]),
+    Route("/api/v1/datasets/{dataset}/ingest/batch", batch, methods=["POST"]),
     Route("/api/v1/datasets/{dataset}/ingest/files", listing),
     Route("/api/v1/me", listing)])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

@@ -3,6 +3,8 @@ items from real instrument files, idempotency, rewritten session files, any orde
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from pathlib import Path
 
@@ -325,3 +327,210 @@ def test_a_failure_while_interpreting_registers_nothing(alice, app, monkeypatch)
     assert not runs.exists() or not [path for path in runs.rglob("*") if path.is_file()]
     monkeypatch.undo()
     assert put(alice, run["id"], f"{SQUARE}/Data/{ACQUISITION}.xml", xml).status_code == 201
+
+
+# -- many small files in one request (POST …/ingest/batch) -------------------------------------
+
+SESSION_NAME = "Supervisor_20250108_101446_62_cm40593-1_EPU"
+
+
+def frame(*files: tuple) -> bytes:
+    """The batch body: (path, bytes[, mtime[, sha256 or None]]) per file."""
+    body = b""
+    for path, data, *rest in files:
+        mtime = rest[0] if rest else 1000.0
+        sha = rest[1] if len(rest) > 1 else hashlib.sha256(data).hexdigest()
+        header = {"path": path, "size": len(data), "mtime": mtime, "sha256": sha}
+        body += json.dumps(header).encode() + b"\n" + data
+    return body
+
+
+def batch(user, dataset_id: str, body: bytes, session: str = SESSION_NAME):
+    return user.post(f"/api/v1/datasets/{dataset_id}/ingest/batch", content=body,
+                     headers={"X-Session": session,
+                              "Content-Type": "application/octet-stream"})
+
+
+def listed(user, dataset_id: str) -> dict[str, dict]:
+    items = user.get(f"/api/v1/datasets/{dataset_id}/ingest/files").json()["items"]
+    return {item["path"]: item for item in items}
+
+
+def test_a_batch_registers_each_file_on_its_own(alice, app):
+    run = epu_run(alice)
+    xml = (EPU / SQUARE / "Data" / f"{ACQUISITION}.xml").read_bytes()
+    jpg = (EPU / SQUARE / "Data" / f"{ACQUISITION}.jpg").read_bytes()
+    known = f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_154915_fractions.tiff"
+    assert put(alice, run["id"], known, b"II*\x00first").status_code == 201
+    conflicting = f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_154916.xml"
+    assert put(alice, run["id"], conflicting, b"<a/>").status_code == 201
+    session = (EPU / "EpuSession.dm").read_bytes()
+    response = batch(alice, run["id"], frame(
+        ("EpuSession.dm", session),
+        (f"{SQUARE}/Data/{ACQUISITION}.xml", xml),
+        (known, b"II*\x00first"),  # the same file again: already registered
+        (conflicting, b"<b/>", 2000.0),  # another file under a registered path
+        ("../escape.xml", b"x"),  # a refused path
+        (f"{SQUARE}/Data/{ACQUISITION}.jpg", jpg, 1000.0, "0" * 64),  # bytes do not match
+        (f"{SQUARE}/Data/{ACQUISITION}_fractions.tiff", b"II*\x00" + b"\x00" * 60),
+        ("broken.xml", b"", 1000.0, None),  # empty, no checksum announced
+    ))
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["path"] for r in results] == [
+        "EpuSession.dm", f"{SQUARE}/Data/{ACQUISITION}.xml", known, conflicting,
+        "../escape.xml", f"{SQUARE}/Data/{ACQUISITION}.jpg",
+        f"{SQUARE}/Data/{ACQUISITION}_fractions.tiff", "broken.xml"]
+    statuses = [r["status"] for r in results]
+    assert statuses == ["registered", "registered", "already_registered", "conflict",
+                        "refused", "refused", "registered", "registered"]
+    assert results[1]["item"]["kind"] == "micrograph" and results[1]["problem"] is None
+    assert results[6]["item"]["status"] == "completed"  # its XML came earlier in the batch
+    assert results[3]["file_id"] is None and "different file" in results[3]["detail"]
+    assert "'..'" in results[4]["detail"] and "sha256" in results[5]["detail"]
+    assert all(r["detail"] is None for r in results if r["status"].endswith("registered"))
+    files = listed(alice, run["id"])
+    assert set(files) == {"EpuSession.dm", f"{SQUARE}/Data/{ACQUISITION}.xml", known,
+                          conflicting, f"{SQUARE}/Data/{ACQUISITION}_fractions.tiff",
+                          "broken.xml"}
+    assert files[known]["id"] == results[2]["file_id"]
+    assert files[conflicting]["sha256"] == hashlib.sha256(b"<a/>").hexdigest()
+    content = alice.get(f"/api/v1/run-files/{results[1]['file_id']}/content")
+    assert content.content == xml
+    # the bytes of refused files were not kept: one file per registered one
+    with app.state.sessions() as db:
+        keys = {row.key for row in db.query(RunFile)}
+    stored = {str(p.relative_to(app.state.storages.primary.root))
+              for p in (app.state.storages.primary.root / "runs").rglob("*") if p.is_file()}
+    assert stored == keys
+    # the same batch again (e.g. its answer was lost): nothing new, nothing lost
+    again = batch(alice, run["id"], frame(("EpuSession.dm", session),
+                                          (f"{SQUARE}/Data/{ACQUISITION}.xml", xml)))
+    assert [r["status"] for r in again.json()["results"]] == ["already_registered"] * 2
+    assert [r["file_id"] for r in again.json()["results"]] == [r["file_id"]
+                                                               for r in results[:2]]
+
+
+def test_a_batch_replaces_rewritten_session_files_and_keeps_tombstones(alice, app):
+    run = epu_run(alice)
+    session = (EPU / "EpuSession.dm").read_bytes()
+    first = batch(alice, run["id"], frame(("EpuSession.dm", session, 1.0)))
+    assert first.json()["results"][0]["status"] == "registered"
+    second = batch(alice, run["id"], frame(("EpuSession.dm", session, 2.0),
+                                           ("EpuSession.dm", session, 3.0)))
+    assert [r["status"] for r in second.json()["results"]] == ["registered", "registered"]
+    with app.state.sessions() as db:
+        rows = db.query(RunFile).filter_by(relative_path="EpuSession.dm").all()
+        assert len(rows) == 1 and rows[0].source_mtime == 3.0
+        assert db.query(StorageTrash).count() == 2
+
+
+def test_a_batch_refuses_deleted_atlas_data(alice):
+    run = epu_run(alice)
+    atlas = (FIXTURES / "epu" / "atlas" / "Atlas.dm").read_bytes()
+    assert put(alice, run["id"], "Atlas/Sample7/Atlas/Atlas.dm", atlas).status_code == 201
+    atlases = alice.get(f"/api/v1/datasets/{run['id']}/atlases").json()
+    atlas_id = atlases["items"][0]["id"] if "items" in atlases else atlases[0]["id"]
+    assert alice.delete(f"/api/v1/atlases/{atlas_id}/data").status_code in (200, 202)
+    response = batch(alice, run["id"], frame(("Atlas/Sample7/Atlas/Atlas_1.jpg", b"\xff\xd8"),
+                                             ("EpuSession.dm", b"<x/>")))
+    results = response.json()["results"]
+    assert results[0]["status"] == "conflict" and "deleted" in results[0]["detail"]
+    assert results[1]["status"] == "registered"
+
+
+@pytest.mark.parametrize("body,words", [
+    (b"", ["empty"]),
+    (b"not json\nxx", ["file 2", "JSON"]),
+    (b'{"path": "a.xml", "size": 3, "mtime": 1, "sha256": null}', ["newline"]),
+    (b'{"path": "a.xml", "size": 10, "mtime": 1, "sha256": null}\nabc', ["10 bytes", "3"]),
+    (b'{"path": "a.xml", "size": -1, "mtime": 1, "sha256": null}\n', ["size"]),
+    (b'{"path": "a.xml", "size": 1, "mtime": "now", "sha256": null}\nx', ["mtime"]),
+    (b'{"path": "a.xml", "size": 1, "mtime": 1, "sha256": "abc"}\nx', ["sha256"]),
+    (b'[1, 2]\n', ["object"]),
+    (b'{"size": 1, "mtime": 1, "sha256": null}\nx', ["path"]),
+])
+def test_malformed_framing_registers_nothing(alice, body, words):
+    run = epu_run(alice)
+    good = frame(("EpuSession.dm", b"<x/>"))
+    assert_error(batch(alice, run["id"], good + body if body else body), 422, *words)
+    assert listed(alice, run["id"]) == {}
+
+
+def test_batch_limits(alice, monkeypatch):
+    from cryovault.ingest import registry
+
+    run = epu_run(alice)
+    many = frame(*[(f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_15{i:04d}_fractions.tiff",
+                    b"II*\x00") for i in range(registry.MAX_BATCH_FILES + 1)])
+    assert_error(batch(alice, run["id"], many), 413, str(registry.MAX_BATCH_FILES))
+    monkeypatch.setattr(registry, "MAX_BATCH_BYTES", 100)
+    assert_error(batch(alice, run["id"], frame(("a.tiff", b"x" * 60), ("b.tiff", b"y" * 60))),
+                 413, "'b.tiff'")
+    monkeypatch.setattr(registry, "MAX_BATCH_BODY_BYTES", 1000)
+    assert_error(batch(alice, run["id"], frame(("a.tiff", b"x" * 2000))), 413, "1,000")
+    assert listed(alice, run["id"]) == {}
+
+
+def test_batch_permissions_session_and_dataset_types(alice, bob):
+    run = epu_run(alice)
+    body = frame(("EpuSession.dm", b"<x/>"))
+    assert_error(batch(bob, run["id"], body), 404)
+    alice.put(f"/api/v1/elements/{run['id']}/sharing",
+              json={"privacy": "private", "everybody": None, "grants": [
+                  {"username": "alice", "level": "owner"},
+                  {"username": "bob", "level": "viewer"}]}).raise_for_status()
+    assert_error(batch(bob, run["id"], body), 403)
+    anonymous = alice.client.post(f"/api/v1/datasets/{run['id']}/ingest/batch", content=body,
+                                  headers={"X-Session": "s"})
+    assert anonymous.status_code == 401
+    assert_error(batch(alice, run["id"], body, session=" "), 422, "session")
+    assert_error(batch(alice, "not-a-uuid", body), 404)
+    workflow = alice.create("workflow", "Notebook", workflow_type="free")
+    step = alice.create("step", "Step", workflow["id"])
+    dataset = alice.create("dataset", "Uploads", step["id"], dataset_type="free")
+    assert_error(batch(alice, dataset["id"], body), 422, "epu_run")
+    assert listed(alice, run["id"]) == {}
+
+
+def test_a_batch_into_a_tomo_run(alice):
+    run = tomo_run(alice)
+    mdoc = (MDOC / "tomo_test_1.mdoc").read_bytes()
+    response = batch(alice, run["id"], frame(("Position_1.mdoc", mdoc),
+                                             ("Position_2.mdoc", b"\x00\xff not an mdoc")),
+                     session="tomo")
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["registered", "registered"], response.text
+    assert results[0]["item"]["kind"] == "tilt_series" and results[0]["problem"] is None
+    assert results[1]["item"]["status"] == "failed" and results[1]["problem"]
+
+
+def test_a_failure_while_registering_a_batch_keeps_what_was_registered(alice, app,
+                                                                        monkeypatch):
+    """Each file is its own transaction: a crash midway leaves the files before it registered
+    and no bytes of the others."""
+    from cryovault.ingest import registry
+
+    run = epu_run(alice)
+    real = registry.interpret
+    calls = []
+
+    def breaks_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("power cut")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "interpret", breaks_on_the_second)
+    body = frame(*[(f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_1549{i:02d}_fractions.tiff",
+                    b"II*\x00" + bytes([i])) for i in range(3)])
+    dataset_id = uuid.UUID(run["id"])
+    with app.state.sessions() as db:
+        target = registry.open_batch(db, alice.actor, dataset_id, "s")
+        with pytest.raises(RuntimeError):
+            registry.register_batch(db, app.state.storages, target, registry.parse_batch(body))
+    with app.state.sessions() as db:
+        keys = [row.key for row in db.query(RunFile)]
+    assert len(keys) == 1
+    root = app.state.storages.primary.root
+    assert [str(p.relative_to(root)) for p in (root / "runs").rglob("*") if p.is_file()] == keys

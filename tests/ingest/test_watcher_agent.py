@@ -4,6 +4,8 @@ files deleted while waiting."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -43,13 +45,18 @@ REWRITTEN_SUFFIXES = (".dm", ".mdoc")
 
 @dataclass
 class FakeIngest:
-    """Keeps (session, path) → (size, mtime); answers like the real API."""
+    """Keeps (session, path) → (size, mtime); answers like the real API (single PUTs and
+    batches; a 503 for a batch is one entry in `puts`)."""
 
     fail_first: int = 0
     # called with each PUT's path before it is answered; returning True answers 503
     on_put: object = None
+    batches: bool = True  # False: an older server without the batch route
     files: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     puts: list[tuple[str, int]] = field(default_factory=list)  # (path, status) in order
+    requests: int = 0  # registration requests (PUTs and batches)
+    batch_sizes: list[int] = field(default_factory=list)
+    batched: list[str] = field(default_factory=list)  # paths that came in batches
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> FastAPI:
@@ -70,6 +77,7 @@ class FakeIngest:
                 return refused
             body = await request.body()
             with self.lock:
+                self.requests += 1
                 if self.on_put is not None and self.on_put(relative_path):
                     self.puts.append((relative_path, 503))
                     return JSONResponse({"detail": "busy"}, status_code=503)
@@ -77,29 +85,51 @@ class FakeIngest:
                     self.fail_first -= 1
                     self.puts.append((relative_path, 503))
                     return JSONResponse({"detail": "busy"}, status_code=503)
-                size = int(request.headers["X-Source-Size"])
-                mtime = float(request.headers["X-Source-Mtime"])
-                key = (request.headers["X-Session"], relative_path)
-                if len(body) != size:
-                    status, answer = 422, {"detail": "size mismatch"}
-                elif key in self.files and self.files[key] == (size, mtime):
-                    status, answer = 200, {"status": "already_registered", "file_id": "f"}
-                elif key in self.files and not relative_path.endswith(REWRITTEN_SUFFIXES):
-                    status, answer = 409, {"detail": "another file has this path"}
-                else:
-                    self.files[key] = (size, mtime)
-                    status, answer = 201, {"status": "registered", "file_id": "f"}
-                if status in (200, 201):
-                    name = relative_path.rsplit("/", 1)[-1]
-                    item = None
-                    if "_Data_" in name:
-                        acquisition = name.split(".")[0].removesuffix("_fractions")
-                        item = {"kind": "micrograph", "id": acquisition, "name": acquisition,
-                                "status": "in_progress"}
-                    answer |= {"item": item, "problem": "broken XML" if name.startswith(
-                        "broken") else None}
-                self.puts.append((relative_path, status))
+                status, answer = self.register(
+                    request.headers["X-Session"], relative_path,
+                    int(request.headers["X-Source-Size"]),
+                    float(request.headers["X-Source-Mtime"]), body)
             return JSONResponse(answer, status_code=status)
+
+        if self.batches:
+            @app.post("/api/v1/datasets/{dataset_id}/ingest/batch")
+            async def batch(dataset_id: str, request: Request):
+                refused = refuse(request, dataset_id)
+                if refused is not None:
+                    return refused
+                body = await request.body()
+                files, position = [], 0
+                while position < len(body):  # the framing of the real API
+                    end = body.index(b"\n", position)
+                    header = json.loads(body[position:end])
+                    files.append((header, body[end + 1:end + 1 + header["size"]]))
+                    position = end + 1 + header["size"]
+                with self.lock:
+                    self.requests += 1
+                    self.batch_sizes.append(len(files))
+                    busy = [h["path"] for h, _ in files
+                            if self.on_put is not None and self.on_put(h["path"])]
+                    if busy:
+                        self.puts.append((busy[0], 503))
+                        return JSONResponse({"detail": "busy"}, status_code=503)
+                    if self.fail_first > 0:
+                        self.fail_first -= 1
+                        self.puts.append(("(batch)", 503))
+                        return JSONResponse({"detail": "busy"}, status_code=503)
+                    results = []
+                    for header, data in files:
+                        self.batched.append(header["path"])
+                        assert header["sha256"] == hashlib.sha256(data).hexdigest()
+                        status, answer = self.register(request.headers["X-Session"],
+                                                       header["path"], header["size"],
+                                                       float(header["mtime"]), data)
+                        if status == 409:
+                            answer = {"status": "conflict", "detail": answer["detail"]}
+                        elif status == 422:
+                            answer = {"status": "refused", "detail": answer["detail"]}
+                        results.append({"path": header["path"], "file_id": None, "item": None,
+                                        "problem": None, "detail": None, **answer})
+                return {"results": results}
 
         @app.get(prefix)
         async def listing(dataset_id: str, request: Request, session: str, limit: int = 1000,
@@ -118,6 +148,31 @@ class FakeIngest:
                     "next_cursor": str(start + limit) if more else None}
 
         return app
+
+    def register(self, session: str, relative_path: str, size: int, mtime: float,
+                 body: bytes) -> tuple[int, dict]:
+        """One file, under the lock: (status, answer) like the real PUT."""
+        key = (session, relative_path)
+        if len(body) != size:
+            status, answer = 422, {"detail": "size mismatch"}
+        elif key in self.files and self.files[key] == (size, mtime):
+            status, answer = 200, {"status": "already_registered", "file_id": "f"}
+        elif key in self.files and not relative_path.endswith(REWRITTEN_SUFFIXES):
+            status, answer = 409, {"detail": "another file has this path"}
+        else:
+            self.files[key] = (size, mtime)
+            status, answer = 201, {"status": "registered", "file_id": "f"}
+        if status in (200, 201):
+            name = relative_path.rsplit("/", 1)[-1]
+            item = None
+            if "_Data_" in name:
+                acquisition = name.split(".")[0].removesuffix("_fractions")
+                item = {"kind": "micrograph", "id": acquisition, "name": acquisition,
+                        "status": "in_progress"}
+            answer |= {"item": item, "problem": "broken XML" if name.startswith(
+                "broken") else None}
+        self.puts.append((relative_path, status))
+        return status, answer
 
     def registered_paths(self) -> list[str]:
         return sorted(path for _, path in self.files)
@@ -238,6 +293,40 @@ def test_once_sends_the_session_atlas_and_movies_in_order(visit, tmp_path, serve
         order.index(f"{SQUARE}/Data/{ACQUISITION}_fractions.tiff") == len(order) - 1
     assert order.index("Metadata/GridSquare_8999138.dm") < \
         order.index(f"{SQUARE}/GridSquare_20250108_151151.xml")
+
+
+def test_small_files_go_in_batches(visit, tmp_path, server, fake):
+    _movie(visit / SESSION / SQUARE / "Data" / f"{ACQUISITION}_fractions.tiff", 50)
+    report = _watch(visit, _options(server, tmp_path, workers=2)).run()
+    assert report.fatal is None and fake.registered_paths() == EXPECTED
+    assert report.registered == len(EXPECTED)
+    assert fake.batch_sizes and max(fake.batch_sizes) > 1
+    assert fake.requests < len(EXPECTED)  # fewer requests than files
+
+
+def test_big_files_go_one_by_one(visit, tmp_path, server, fake, monkeypatch):
+    monkeypatch.setattr(agent_module, "SMALL_FILE_BYTES", 10_000)
+    movie = visit / SESSION / SQUARE / "Data" / f"{ACQUISITION}_fractions.tiff"
+    _movie(movie, 50)
+    assert movie.stat().st_size > 10_000
+    (visit / SESSION / "Metadata" / "GridSquare_1.dm").write_bytes(b"<x/>")
+    (visit / SESSION / "Metadata" / "GridSquare_2.dm").write_bytes(b"<y/>")
+    _watch(visit, _options(server, tmp_path)).run()
+    assert len(fake.registered_paths()) == len(EXPECTED) + 2
+    assert fake.batched and all(path != f"{SQUARE}/Data/{movie.name}" for path in fake.batched)
+    # each file sent once: one request per batch and per file sent alone
+    assert fake.requests == len(fake.batch_sizes) + len(EXPECTED) + 2 - len(fake.batched)
+
+
+def test_an_older_server_without_batches_gets_single_files(visit, tmp_path, caplog):
+    fake = FakeIngest(batches=False)
+    caplog.set_level(logging.INFO, "cryovault.watch")
+    with serve(fake.app()) as url:
+        report = _watch(visit, _options(url, tmp_path, workers=2)).run()
+    assert report.fatal is None and report.refused == 0
+    assert fake.registered_paths() == [p for p in EXPECTED if not p.endswith(".tiff")]
+    assert fake.requests == len(fake.registered_paths())  # each once: the batch was a 404
+    assert "takes no batches" in caplog.text
 
 
 def test_a_second_run_sends_nothing_even_without_its_state_file(visit, tmp_path, server, fake):

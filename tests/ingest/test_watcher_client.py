@@ -246,3 +246,89 @@ def test_default_state_path(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_state_path(DATASET) == (tmp_path / "home" / ".local" / "state" / "cryovault"
                                            / f"watch-{DATASET}.json")
+
+
+def _sources(tmp_path, *contents: bytes) -> list[SourceFile]:
+    sources = []
+    for number, data in enumerate(contents):
+        path = tmp_path / f"file{number}.xml"
+        path.write_bytes(data)
+        stat = path.stat()
+        sources.append(SourceFile(f"Data/f{number}.xml", path, stat.st_size, stat.st_mtime_ns))
+    return sources
+
+
+def _split(body: bytes) -> list[tuple[dict, bytes]]:
+    files, position = [], 0
+    while position < len(body):
+        end = body.index(b"\n", position)
+        header = json.loads(body[position:end])
+        files.append((header, body[end + 1:end + 1 + header["size"]]))
+        position = end + 1 + header["size"]
+    return files
+
+
+def test_register_batch_frames_the_files_and_maps_the_answers(tmp_path):
+    bodies: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST" and request.headers["X-Session"] == "Supervisor_X_EPU"
+        assert request.url.path == f"/api/v1/datasets/{DATASET}/ingest/batch"
+        bodies.append(request.content)
+        if len(bodies) == 1:
+            return httpx.Response(503, json={"detail": "busy"})
+        answers = {"Data/f0.xml": {"status": "registered", "file_id": "a", "problem": None,
+                                   "item": {"kind": "micrograph", "id": "m", "name": "f0",
+                                            "status": "in_progress"}, "detail": None},
+                   "Data/f2.xml": {"status": "conflict", "file_id": None, "item": None,
+                                   "problem": None, "detail": "another file"},
+                   "Data/f3.xml": {"status": "refused", "file_id": None, "item": None,
+                                   "problem": None, "detail": "bad path"}}
+        return httpx.Response(200, json={"results": [
+            {"path": h["path"], **answers[h["path"]]} for h, _ in _split(request.content)]})
+
+    sources = _sources(tmp_path, b"<a/>", b"<b/>", b"<c/>", b"")
+    client = _client(handler)
+    original = client._http.post
+
+    def post_then_delete(*args, **kwargs):  # f1 vanishes before the retry
+        response = original(*args, **kwargs)
+        sources[1].path.unlink(missing_ok=True)
+        return response
+
+    client._http.post = post_then_delete
+    results = client.register_batch(sources)
+    assert len(bodies) == 2
+    first = _split(bodies[0])
+    assert [h["path"] for h, _ in first] == [s.relative_path for s in sources]
+    assert [data for _, data in first] == [b"<a/>", b"<b/>", b"<c/>", b""]
+    assert first[0][0]["sha256"] == hashlib.sha256(b"<a/>").hexdigest()
+    assert first[0][0]["mtime"] == sources[0].mtime and first[3][0]["size"] == 0
+    assert [h["path"] for h, _ in _split(bodies[1])] == ["Data/f0.xml", "Data/f2.xml",
+                                                          "Data/f3.xml"]
+    assert results[0].status == "registered" and results[0].item.id == "m"
+    assert isinstance(results[1], FileNotFoundError)
+    assert results[2].status == "conflict" and results[2].problem == "another file"
+    assert results[3].status == "refused" and "bad path" in results[3].problem
+
+
+def test_register_batch_falls_back_to_single_files(tmp_path):
+    calls: list[str] = []
+
+    def old_server(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if request.method == "POST":
+            return httpx.Response(404, json={"detail": "Not Found"})
+        return _registered(request)
+
+    client = _client(old_server)
+    sources = _sources(tmp_path, b"<a/>", b"<b/>")
+    assert [r.status for r in client.register_batch(sources)] == ["registered"] * 2
+    assert client.register_batch(sources)  # no batch is tried again
+    assert calls == ["POST", "PUT", "PUT", "PUT", "PUT"] and not client.batches_supported
+
+    def forbidden(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, json={"detail": "no"})
+
+    with pytest.raises(ServerRefused):
+        _client(forbidden).register_batch(sources)

@@ -15,9 +15,13 @@ content cannot be used: the problem is recorded on the file and on the item (fai
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -32,12 +36,12 @@ from cryovault.db.base import utcnow
 from cryovault.db.elements import Element
 from cryovault.db.files import StorageTrash
 from cryovault.db.runs import Atlas, RunFile, RunFileTombstone
-from cryovault.errors import Conflict, Invalid
+from cryovault.errors import Conflict, DomainError, Invalid, TooLarge
 from cryovault.formats.filetypes import media_type
 from cryovault.ingest.epu.layout import classify_epu_path
 from cryovault.ingest.errors import IngestFormatError
 from cryovault.ingest.interpret import ItemRef, classify, interpret
-from cryovault.storage.backends import StagedWrite
+from cryovault.storage.backends import StagedWrite, Storage
 from cryovault.storage.keys import run_file_key
 from cryovault.storage.registry import StorageSet
 
@@ -100,9 +104,34 @@ def check_ingest_target(db: Session, actor: Actor, dataset_id: uuid.UUID, sessio
                         source_mtime: float) -> IngestTarget | IngestResult:
     """May the actor register this file? An IngestResult when it is already registered."""
     dataset = _dataset_for_ingest(db, actor, dataset_id)
+    return _checked_target(db, dataset, _valid_session(session), relative_path, source_size,
+                           source_mtime)
+
+
+def _valid_session(session: str) -> str:
     session = (session or "").strip()
     if not session or len(session) > 255:
         raise Invalid("give the session's name (X-Session header), at most 255 characters")
+    return session
+
+
+def _checked_target(db: Session, dataset: Element, session: str, relative_path: str,
+                    source_size: int, source_mtime: float) -> IngestTarget | IngestResult:
+    """The checks of one file once the run's access is granted: size, path, kind, deleted
+    atlas, idempotency. Raises Invalid (refused) or Conflict."""
+    target = _target(dataset, session, relative_path, source_size, source_mtime)
+    if target.kind in ATLAS_KINDS:
+        _refuse_deleted_atlas(db, dataset.id, target.relative_path)
+    known = _registered(db, dataset.id, session, target.relative_path, target.kind,
+                        source_size, source_mtime)
+    if isinstance(known, IngestResult):
+        return known
+    return target
+
+
+def _target(dataset: Element, session: str, relative_path: str, source_size: int,
+            source_mtime: float) -> IngestTarget:
+    """The checks that need no database: size, path, kind."""
     if source_size < 0:
         raise Invalid("X-Source-Size must be the file's size in bytes (0 or more)")
     relative_path = validate_relative_path(relative_path)
@@ -110,12 +139,7 @@ def check_ingest_target(db: Session, actor: Actor, dataset_id: uuid.UUID, sessio
         kind = classify(dataset.dataset_type or "", relative_path)
     except IngestFormatError as exc:
         raise Invalid(exc.message) from None
-    if kind in ATLAS_KINDS:
-        _refuse_deleted_atlas(db, dataset_id, relative_path)
-    known = _registered(db, dataset_id, session, relative_path, kind, source_size, source_mtime)
-    if isinstance(known, IngestResult):
-        return known
-    return IngestTarget(dataset_id, dataset.dataset_type or "", session, relative_path, kind,
+    return IngestTarget(dataset.id, dataset.dataset_type or "", session, relative_path, kind,
                         source_size, source_mtime)
 
 
@@ -169,20 +193,37 @@ def register_run_file(db: Session, actor: Actor, storages: StorageSet, target: I
     # Checked again now that the bytes are here: the run may have been deleted meanwhile, or
     # the same file registered by a concurrent request. (Access was checked when the transfer
     # began, within this request.)
-    dataset = db.get(Element, target.dataset_id)
-    if dataset is None or dataset.deleting:
+    try:
+        previous = _recheck(db, target)
+    except DomainError:
         staged.abort()
-        raise Conflict("the run was deleted while the file was being sent; it is not "
-                       "registered")
-    previous = _registered(db, target.dataset_id, target.session, target.relative_path,
-                           target.kind, target.source_size, target.source_mtime)
+        raise
     if isinstance(previous, IngestResult):
         staged.abort()
         return previous
-    storage = storages.primary
     file_id = uuid.uuid4()
     key = run_file_key(target.dataset_id, file_id, target.relative_path)
     staged.commit(key)
+    return _record(db, storages, target, previous, file_id, key, sha256, size_bytes)
+
+
+def _recheck(db: Session, target: IngestTarget, *,
+             atlas: bool = False) -> IngestResult | RunFile | None:
+    dataset = db.get(Element, target.dataset_id)
+    if dataset is None or dataset.deleting:
+        raise Conflict("the run was deleted while the file was being sent; it is not "
+                       "registered")
+    if atlas and target.kind in ATLAS_KINDS:
+        _refuse_deleted_atlas(db, target.dataset_id, target.relative_path)
+    return _registered(db, target.dataset_id, target.session, target.relative_path,
+                       target.kind, target.source_size, target.source_mtime)
+
+
+def _record(db: Session, storages: StorageSet, target: IngestTarget, previous: RunFile | None,
+            file_id: uuid.UUID, key: str, sha256: str, size_bytes: int) -> IngestResult:
+    """Record a file whose bytes are durable at `key` and interpret it (the caller commits).
+    On any error the bytes at `key` are deleted."""
+    storage = storages.primary
     try:
         if previous is not None:  # a rewritten session file: the old bytes go to the trash
             db.add(StorageTrash(storage=previous.storage, key=previous.key, queued_at=utcnow()))
@@ -218,3 +259,226 @@ def register_run_file(db: Session, actor: Actor, storages: StorageSet, target: I
     if problem:
         log.warning("run %s: %s: %s", target.dataset_id, target.relative_path, problem)
     return IngestResult("registered", file_id, item, problem)
+
+
+# --- many small files in one request ---------------------------------------------------------
+
+MAX_BATCH_FILES = 256
+MAX_BATCH_BYTES = 64 * 2**20  # the files' bytes, without their header lines
+MAX_BATCH_HEADER_BYTES = 4096  # one header line: the path is at most 1024 bytes
+MAX_BATCH_BODY_BYTES = MAX_BATCH_BYTES + MAX_BATCH_FILES * MAX_BATCH_HEADER_BYTES
+BATCH_FRAMING = (
+    "For each file, one line of JSON `{\"path\": str, \"size\": int, \"mtime\": float, "
+    "\"sha256\": str|null}` ending in a newline (`\\n`), followed by exactly `size` raw bytes "
+    "(the file's content); the next file's line follows at once. The session is given once, "
+    f"in the X-Session header. At most {MAX_BATCH_FILES} files and {MAX_BATCH_BYTES // 2**20} "
+    "MiB of file bytes per batch (413 otherwise). Malformed framing registers nothing (422).")
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One file of a batch as it arrived: its identity and its bytes."""
+
+    relative_path: str
+    source_size: int
+    source_mtime: float
+    sha256: str | None  # announced by the sender; checked against the bytes
+    content: bytes | memoryview
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    """A run the actor may register files into, for one session (from `open_batch`)."""
+
+    dataset: Element
+    session: str
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    relative_path: str
+    status: str  # registered | already_registered | conflict | refused
+    file_id: uuid.UUID | None = None
+    item: ItemRef | None = None
+    problem: str | None = None  # registered, but the content could not be used
+    detail: str | None = None  # why a file was refused or is a conflict
+
+
+@dataclass
+class _Stored:
+    index: int
+    target: IngestTarget
+    file_id: uuid.UUID
+    key: str
+    sha256: str
+    size_bytes: int
+
+
+def parse_batch(body: bytes) -> list[BatchEntry]:
+    """Split a batch body (see BATCH_FRAMING). Raises Invalid for malformed framing and
+    TooLarge beyond the limits; nothing of a malformed batch is registered."""
+    entries: list[BatchEntry] = []
+    view = memoryview(body)
+    position, total_bytes = 0, 0
+    while position < len(body):
+        number = len(entries) + 1
+        if number > MAX_BATCH_FILES:
+            raise TooLarge(f"a batch holds at most {MAX_BATCH_FILES} files; send the others "
+                           "in another batch")
+        end = body.find(b"\n", position, position + MAX_BATCH_HEADER_BYTES)
+        if end < 0:
+            raise Invalid(f"batch framing: file {number}: expected a JSON header line ending in "
+                          f"a newline (at most {MAX_BATCH_HEADER_BYTES} bytes)")
+        header = _batch_header(body[position:end], number)
+        path, size = header["path"], header["size"]
+        total_bytes += size
+        if total_bytes > MAX_BATCH_BYTES:
+            raise TooLarge(f"a batch holds at most {MAX_BATCH_BYTES:,} bytes of files; send "
+                           f"{path!r} and the files after it in another batch")
+        start = end + 1
+        if start + size > len(body):
+            raise Invalid(f"batch framing: file {number} ({path!r}) announces {size:,} bytes "
+                          f"but only {len(body) - start:,} follow")
+        entries.append(BatchEntry(path, size, header["mtime"], header["sha256"],
+                                  view[start:start + size]))
+        position = start + size
+    if not entries:
+        raise Invalid("the batch is empty; send at least one file")
+    return entries
+
+
+def _batch_header(line: bytes, number: int) -> dict:
+    def bad(why: str) -> Invalid:
+        return Invalid(f"batch framing: file {number}: {why}")
+
+    try:
+        header = json.loads(line)
+    except ValueError:
+        raise bad("the header line is not JSON") from None
+    if not isinstance(header, dict):
+        raise bad('the header line must be a JSON object {"path", "size", "mtime", "sha256"}')
+    path, size = header.get("path"), header.get("size")
+    mtime, sha256 = header.get("mtime"), header.get("sha256")
+    if not isinstance(path, str) or not path:
+        raise bad('"path" must be the file\'s path relative to the session folder')
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise bad(f'{path!r}: "size" must be the file\'s size in bytes (0 or more)')
+    if not isinstance(mtime, int | float) or isinstance(mtime, bool) \
+            or not math.isfinite(mtime):
+        raise bad(f'{path!r}: "mtime" must be the modification time in seconds')
+    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64):
+        raise bad(f'{path!r}: "sha256" must be 64 hexadecimal digits or null')
+    return {"path": path, "size": size, "mtime": float(mtime),
+            "sha256": sha256.lower() if sha256 else None}
+
+
+def open_batch(db: Session, actor: Actor, dataset_id: uuid.UUID, session: str) -> BatchTarget:
+    """The checks of the whole batch, before its bytes are read: access to the run (the
+    caller's 401/403/404 fail the request) and the session's name."""
+    return BatchTarget(_dataset_for_ingest(db, actor, dataset_id), _valid_session(session))
+
+
+def register_batch(db: Session, storages: StorageSet, batch: BatchTarget,
+                   entries: Sequence[BatchEntry]) -> list[BatchOutcome]:
+    """Register many small files, each on its own: one file's refusal or conflict does not
+    fail the others. The checks that need no database come first; the bytes of the other
+    files are then written (one directory sync for them all); then each file is checked
+    (deleted atlas, idempotency), recorded, interpreted and committed in its own transaction
+    (this function commits). A crash leaves every file registered or not at all; the bytes of
+    a file not registered (already there, a conflict) are deleted."""
+    outcomes: list[BatchOutcome | None] = [None] * len(entries)
+    new: list[tuple[int, IngestTarget, str]] = []
+    for index, entry in enumerate(entries):
+        try:
+            sha256 = _verified_sha256(entry)
+            target = _target(batch.dataset, batch.session, entry.relative_path,
+                             entry.source_size, entry.source_mtime)
+        except DomainError as exc:
+            outcomes[index] = _refusal(entry.relative_path, exc)
+            continue
+        new.append((index, target, sha256))
+    db.commit()  # no transaction stays open while the bytes are written
+    storage = storages.primary
+    stored = _store(storage, [(index, target, sha256, entries[index].content)
+                              for index, target, sha256 in new])
+    remaining = {item.key for item in stored}
+    try:
+        for item in stored:
+            outcomes[item.index] = _register_stored(db, storages, item)
+            remaining.discard(item.key)
+    except BaseException:
+        for key in remaining:
+            storage.delete(key)
+        raise
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _register_stored(db: Session, storages: StorageSet, item: _Stored) -> BatchOutcome:
+    path, storage = item.target.relative_path, storages.primary
+    try:
+        previous = _recheck(db, item.target, atlas=True)
+        if isinstance(previous, IngestResult):
+            storage.delete(item.key)
+            db.commit()
+            return _outcome(path, previous)
+        result = _record(db, storages, item.target, previous, item.file_id, item.key,
+                         item.sha256, item.size_bytes)
+        db.commit()
+    except DomainError as exc:
+        db.rollback()
+        storage.delete(item.key)
+        return _refusal(path, exc)
+    except BaseException:
+        db.rollback()
+        storage.delete(item.key)
+        raise
+    return _outcome(path, result)
+
+
+def _store(storage: Storage, files: list[tuple[int, IngestTarget, str, bytes | memoryview]]
+           ) -> list[_Stored]:
+    """Write the files' bytes at their keys (all in the run's directory) and make them durable
+    with one directory sync. All are written before the first is synced, so that the file
+    system can flush them together."""
+    staged: list[tuple[StagedWrite, _Stored]] = []
+    committed: list[_Stored] = []
+    try:
+        for index, target, sha256, content in files:
+            file_id = uuid.uuid4()
+            key = run_file_key(target.dataset_id, file_id, target.relative_path)
+            write = storage.stage()
+            staged.append((write, _Stored(index, target, file_id, key, sha256, len(content))))
+            write.write_all([content])
+        for write, item in staged:
+            write.commit(item.key, sync_directory=False)
+            committed.append(item)
+        if committed:
+            storage.sync_directory_of(committed[0].key)
+    except BaseException:
+        for write, _ in staged:
+            write.abort()
+        for item in committed:
+            storage.delete(item.key)
+        raise
+    return committed
+
+
+def _verified_sha256(entry: BatchEntry) -> str:
+    if len(entry.content) != entry.source_size:
+        raise Invalid(f"{entry.relative_path}: {len(entry.content):,} bytes arrived but "
+                      f"{entry.source_size:,} were announced; send the file again")
+    sha256 = hashlib.sha256(entry.content).hexdigest()
+    if entry.sha256 is not None and entry.sha256 != sha256:
+        raise Invalid(f"{entry.relative_path}: the bytes that arrived do not match their "
+                      "sha256; send the file again")
+    return sha256
+
+
+def _refusal(relative_path: str, exc: DomainError) -> BatchOutcome:
+    status = "conflict" if isinstance(exc, Conflict) else "refused"
+    return BatchOutcome(relative_path, status, detail=exc.message)
+
+
+def _outcome(relative_path: str, result: IngestResult) -> BatchOutcome:
+    return BatchOutcome(relative_path, result.status, result.file_id, result.item,
+                        result.problem)

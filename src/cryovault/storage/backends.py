@@ -56,8 +56,10 @@ class StagedWrite(ABC):
             self.write(piece)
 
     @abstractmethod
-    def commit(self, key: str) -> None:
-        """Make the bytes durable and visible at `key`; checks the size that arrived."""
+    def commit(self, key: str, *, sync_directory: bool = True) -> None:
+        """Make the bytes durable and visible at `key`; checks the size that arrived. With
+        `sync_directory=False` the new directory entry is not yet durable: the caller commits
+        several files into one directory and then calls `Storage.sync_directory_of` once."""
 
     @abstractmethod
     def abort(self) -> None:
@@ -75,6 +77,11 @@ class Storage(ABC):
 
     @abstractmethod
     def stage(self) -> StagedWrite: ...
+
+    def sync_directory_of(self, key: str) -> None:
+        """Make the entries of the directory holding `key` durable (after commits made with
+        `sync_directory=False`). Nothing to do for stores without directories."""
+        return None
 
     @abstractmethod
     def put_local_file(self, path: Path, key: str) -> None:
@@ -148,7 +155,7 @@ class _LocalStagedWrite(StagedWrite):
             os.fdatasync(self._file.fileno())
             self._unsynced = 0
 
-    def commit(self, key: str) -> None:
+    def commit(self, key: str, *, sync_directory: bool = True) -> None:
         assert self._file is not None, "commit after commit or abort"
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -159,7 +166,8 @@ class _LocalStagedWrite(StagedWrite):
         target = self._storage.path_of(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._path, target)
-        _fsync_dir(target.parent)
+        if sync_directory:
+            _fsync_dir(target.parent)
 
     def abort(self) -> None:
         if self._file is not None:
@@ -231,6 +239,9 @@ class LocalStorage(Storage):
 
     def stage(self) -> StagedWrite:
         return _LocalStagedWrite(self)
+
+    def sync_directory_of(self, key: str) -> None:
+        _fsync_dir(self.path_of(key).parent)
 
     def put_local_file(self, path: Path, key: str) -> None:
         target = self.path_of(key)
@@ -319,7 +330,7 @@ class _FsspecStagedWrite(StagedWrite):
         self._file.write(data)
         self.written_bytes += len(data)
 
-    def commit(self, key: str) -> None:
+    def commit(self, key: str, *, sync_directory: bool = True) -> None:
         self._file.close()
         self._open = False
         size = self._storage.size(self._key)

@@ -71,9 +71,11 @@ RUNS_PREFIX = "runs"
 
 
 def run_file_key(dataset_id: uuid.UUID, file_id: uuid.UUID, relative_path: str) -> str:
-    """Where a run's file lives: under its run and file ids, with its name for humans."""
+    """Where a run's file lives: in its run's directory, named by its file id and, for humans,
+    its name. One flat directory per run, so that one directory sync makes a batch of new
+    files durable."""
     name = relative_path.rsplit("/", 1)[-1]
     safe = "".join(ch if ch.isalnum() or ch in "._-+" else "_" for ch in name)[:120] or "file"
     if safe.startswith("."):
         safe = "_" + safe[1:]
-    return f"{RUNS_PREFIX}/{dataset_id.hex[:2]}/{dataset_id}/{file_id}/{safe}"
+    return f"{RUNS_PREFIX}/{dataset_id.hex[:2]}/{dataset_id}/{file_id}-{safe}"

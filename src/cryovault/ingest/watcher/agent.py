@@ -3,8 +3,9 @@
 Each cycle (every `interval_s`): the layout may add folders (the EPU atlas); the scanners report
 new and removed files; every file not yet registered is stat'ed and observed; files stable for
 `settle_s` (and, for movies, holding all their frames) are queued by priority and sent by a pool
-of upload threads sharing one keep-alive HTTP client. Results come back to this thread, which
-alone updates the state, the counters and the log.
+of upload threads sharing one keep-alive HTTP client; small files queued together go in one
+batch request (big ones one by one). Results come back to this thread, which alone updates the
+state, the counters and the log.
 
 A file is registered once: the idempotency key is session + relative path + size + mtime, held
 by the server (asked at start) and mirrored in the local state file. Files the instrument
@@ -30,6 +31,9 @@ import httpx
 
 from cryovault.ingest.watcher.backoff import Backoff
 from cryovault.ingest.watcher.client import (
+    BATCH_MAX_BYTES,
+    BATCH_MAX_FILES,
+    SMALL_FILE_BYTES,
     IngestClient,
     RegisterOutcome,
     ServerRefused,
@@ -372,31 +376,79 @@ class Watcher:
 
     def _upload_loop(self) -> None:
         while True:
-            _, _, source = self._queue.get()
-            if source is None:
+            batch = self._next_batch()
+            if not batch:
                 return
             if self.stop.is_set():
-                self._results.put(_Result(source, "stopped"))
+                for source in batch:
+                    self._results.put(_Result(source, "stopped"))
                 continue
-            try:
-                outcome = self.client.register(source)
-            except FileNotFoundError:
-                self._results.put(_Result(source, "vanished"))
-            except SourceChanged as exc:
-                self._results.put(_Result(source, "changed", message=str(exc)))
-            except ServerRefused as exc:
-                self._results.put(_Result(source, "fatal", message=exc.message))
-            except ServerUnreachable as exc:
-                self._results.put(_Result(source, "unreachable", message=str(exc)))
-            except Stopped:
-                self._results.put(_Result(source, "stopped"))
-            except OSError as exc:
-                self._results.put(_Result(source, "unreadable",
-                                          message=exc.strerror or str(exc)))
-            except Exception as exc:  # a bug or an unexpected answer: log it, keep going
-                self._results.put(_Result(source, "unreadable", message=repr(exc)))
+            if len(batch) == 1:
+                self._send_one(batch[0])
             else:
-                self._results.put(_Result(source, "outcome", outcome))
+                self._send_batch(batch)
+
+    def _next_batch(self) -> list[SourceFile]:
+        """The next file from the queue and, when it is small, the small files queued behind
+        it (without waiting), up to BATCH_MAX_FILES / BATCH_MAX_BYTES; empty at shutdown."""
+        entry = self._queue.get()
+        source = entry[2]
+        if source is None:
+            return []
+        batch, total = [source], source.size
+        if source.size > SMALL_FILE_BYTES or not self.client.batches_supported:
+            return batch
+        while len(batch) < BATCH_MAX_FILES:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            following = entry[2]
+            if following is None or following.size > SMALL_FILE_BYTES \
+                    or total + following.size > BATCH_MAX_BYTES:
+                self._queue.put(entry)  # its turn comes next (same priority and sequence)
+                break
+            batch.append(following)
+            total += following.size
+        return batch
+
+    def _send_one(self, source: SourceFile) -> None:
+        try:
+            outcome = self.client.register(source)
+        except Exception as exc:  # noqa: BLE001 (each kind is reported below)
+            self._results.put(self._failure(source, exc))
+        else:
+            self._results.put(_Result(source, "outcome", outcome))
+
+    def _send_batch(self, batch: list[SourceFile]) -> None:
+        try:
+            answers = self.client.register_batch(batch)
+        except Exception as exc:  # noqa: BLE001 (the whole batch failed: each file says so)
+            for source in batch:
+                self._results.put(self._failure(source, exc))
+            return
+        for source, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, RegisterOutcome):
+                self._results.put(_Result(source, "outcome", answer))
+            else:
+                self._results.put(self._failure(source, answer))
+
+    @staticmethod
+    def _failure(source: SourceFile, exc: Exception) -> _Result:
+        if isinstance(exc, FileNotFoundError):
+            return _Result(source, "vanished")
+        if isinstance(exc, SourceChanged):
+            return _Result(source, "changed", message=str(exc))
+        if isinstance(exc, ServerRefused):
+            return _Result(source, "fatal", message=exc.message)
+        if isinstance(exc, ServerUnreachable):
+            return _Result(source, "unreachable", message=str(exc))
+        if isinstance(exc, Stopped):
+            return _Result(source, "stopped")
+        if isinstance(exc, OSError):
+            return _Result(source, "unreadable", message=exc.strerror or str(exc))
+        # a bug or an unexpected answer: log it, keep going
+        return _Result(source, "unreadable", message=repr(exc))
 
     def _drain_results(self, block_s: float = 0.0) -> None:
         while True:

@@ -3,7 +3,10 @@ upload threads).
 
 `PUT /api/v1/datasets/{dataset}/ingest/files/{relative_path}` sends one file, streamed from disk
 (files up to `SMALL_FILE_BYTES` are read once, hashed and sent with `X-Content-SHA256`);
-`GET /api/v1/datasets/{dataset}/ingest/files?session=` lists what the server already holds.
+`POST /api/v1/datasets/{dataset}/ingest/batch` sends many small files in one request (per
+file a JSON header line and the bytes; one answer per file; a server without this route,
+404/405, gets single PUTs); `GET /api/v1/datasets/{dataset}/ingest/files?session=` lists what
+the server already holds.
 
 What the answers mean to the watcher:
 * 201 registered, 200 already registered: done (`problem` set when the server kept the bytes
@@ -19,12 +22,13 @@ What the answers mean to the watcher:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,8 @@ from cryovault.ingest.watcher.backoff import Backoff
 log = logging.getLogger("cryovault.watch")
 
 SMALL_FILE_BYTES = 8 * 2**20
+BATCH_MAX_FILES = 64  # the server takes up to 256 files and 64 MiB per batch
+BATCH_MAX_BYTES = 16 * 2**20
 CHUNK_BYTES = 2**20
 PAGE_SIZE = 1000
 FATAL_STATUSES = frozenset({401, 403, 404, 405})
@@ -62,6 +68,10 @@ class Stopped(Exception):
 
 class SourceChanged(Exception):
     """The file changed (or shrank) while it was being read; it must settle again."""
+
+
+class _NothingToSend(Exception):
+    """No file of a batch could be read."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +168,10 @@ class IngestClient:
             timeout=httpx.Timeout(connect=10.0, read=600.0, write=120.0, pool=None),
             headers={"Authorization": f"Bearer {token}",
                      "User-Agent": f"cryovault-watch/{__version__}"})
-        self._prefix = f"/api/v1/datasets/{urllib.parse.quote(dataset_id, safe='')}/ingest/files"
+        dataset = f"/api/v1/datasets/{urllib.parse.quote(dataset_id, safe='')}"
+        self._prefix = f"{dataset}/ingest/files"
+        self._batch_url = f"{dataset}/ingest/batch"
+        self.batches_supported = True  # until the server answers 404/405 to a batch
 
     def close(self) -> None:
         self._http.close()
@@ -237,11 +250,7 @@ class IngestClient:
                    "X-Session": self.session, "Content-Length": str(source.size),
                    "Content-Type": "application/octet-stream"}
         if source.size <= SMALL_FILE_BYTES:
-            with source.path.open("rb") as fh:
-                data = fh.read(source.size + 1)
-                _check_unchanged(fh, source)
-            if len(data) != source.size:
-                raise SourceChanged(f"{len(data)} bytes read, {source.size} expected")
+            data = _read_whole(source)
             headers["X-Content-SHA256"] = hashlib.sha256(data).hexdigest()
             return data, headers
         fh = source.path.open("rb")  # opened here so a vanished file raises before sending
@@ -259,10 +268,7 @@ class IngestClient:
         response = self._with_retries(source.relative_path, attempt)
         status = response.status_code
         if status in (200, 201):
-            body = response.json()
-            return RegisterOutcome(str(body.get("status", "registered")),
-                                   str(body["file_id"]) if body.get("file_id") else None,
-                                   _item(body.get("item")), body.get("problem"))
+            return _registered(response.json())
         if status == 409:
             return RegisterOutcome("conflict", problem=_detail(response))
         if status in REFUSED_STATUSES:
@@ -271,6 +277,100 @@ class IngestClient:
             raise self._fatal(response)
         return RegisterOutcome("refused", problem=f"unexpected answer {status}: "
                                f"{_detail(response)}")
+
+
+    def register_batch(self, sources: Sequence[SourceFile]) -> list[RegisterOutcome | Exception]:
+        """Send small files (each at most SMALL_FILE_BYTES) in one request; per file, in
+        order, its RegisterOutcome or why it could not be read (FileNotFoundError,
+        SourceChanged, OSError). The files are read again at each retry. Raises ServerRefused,
+        ServerUnreachable or Stopped for the whole batch. A server without the batch route
+        (404/405) and a batch refused as a whole get single PUTs."""
+        if not self.batches_supported or len(sources) == 1:
+            return [self._register_one(source) for source in sources]
+        results: list[RegisterOutcome | Exception | None] = [None] * len(sources)
+        sent: list[int] = []
+
+        def attempt() -> httpx.Response:
+            body = bytearray()
+            sent.clear()
+            for index, source in enumerate(sources):
+                try:
+                    data = _read_whole(source)
+                except (OSError, SourceChanged) as exc:
+                    results[index] = exc
+                    continue
+                results[index] = None
+                header = {"path": source.relative_path, "size": len(data),
+                          "mtime": source.mtime, "sha256": hashlib.sha256(data).hexdigest()}
+                body += json.dumps(header).encode() + b"\n"
+                body += data
+                sent.append(index)
+            if not sent:
+                raise _NothingToSend
+            return self._http.post(self._batch_url, content=bytes(body), headers={
+                "X-Session": self.session, "Content-Type": "application/octet-stream"})
+
+        what = f"a batch of {len(sources)} files ({sources[0].relative_path} …)"
+        try:
+            response = self._with_retries(what, attempt)
+        except _NothingToSend:
+            return [result for result in results if result is not None]
+        status = response.status_code
+        if status == 200:
+            answers = response.json().get("results", [])
+            if len(answers) != len(sent):
+                raise ValueError(f"the server answered {len(answers)} results for "
+                                 f"{len(sent)} files")
+            for index, answer in zip(sent, answers, strict=True):
+                results[index] = _batch_outcome(answer)
+        elif status in (404, 405):
+            # An older server without the route (a missing dataset: the PUT says so).
+            log.info("the server %s takes no batches (%d); sending files one by one",
+                     self.server, status)
+            self.batches_supported = False
+            return [self._register_one(source) for source in sources]
+        elif status in FATAL_STATUSES:
+            raise self._fatal(response)
+        elif status in REFUSED_STATUSES:
+            log.warning("%s refused as a whole (%d: %s); sending its files one by one", what,
+                        status, _detail(response))
+            return [self._register_one(source) for source in sources]
+        else:
+            problem = f"unexpected answer {status}: {_detail(response)}"
+            for index in sent:
+                results[index] = RegisterOutcome("refused", problem=problem)
+        return [result for result in results if result is not None]
+
+    def _register_one(self, source: SourceFile) -> RegisterOutcome | Exception:
+        try:
+            return self.register(source)
+        except (OSError, SourceChanged) as exc:
+            return exc
+
+
+def _registered(body: dict) -> RegisterOutcome:
+    return RegisterOutcome(str(body.get("status", "registered")),
+                           str(body["file_id"]) if body.get("file_id") else None,
+                           _item(body.get("item")), body.get("problem"))
+
+
+def _batch_outcome(answer: dict) -> RegisterOutcome:
+    status = str(answer.get("status"))
+    if status in ("registered", "already_registered"):
+        return _registered(answer)
+    detail = str(answer.get("detail") or "")
+    if status == "conflict":
+        return RegisterOutcome("conflict", problem=detail)
+    return RegisterOutcome("refused", problem=detail or f"the server answered {status!r}")
+
+
+def _read_whole(source: SourceFile) -> bytes:
+    with source.path.open("rb") as fh:
+        data = fh.read(source.size + 1)
+        _check_unchanged(fh, source)
+    if len(data) != source.size:
+        raise SourceChanged(f"{len(data)} bytes read, {source.size} expected")
+    return data
 
 
 def _check_unchanged(fh, source: SourceFile) -> None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from cryovault.db.runs import Micrograph, RunFile, Tilt, TiltSeries
 from cryovault.ingest.interpret import ItemRef
-from cryovault.ingest.registry import IngestResult
+from cryovault.ingest.registry import BatchOutcome, IngestResult
 
 
 class ItemRefOut(BaseModel):
@@ -36,6 +36,27 @@ class IngestOut(BaseModel):
         return cls(status=result.status, file_id=result.file_id,
                    item=ItemRefOut.of(result.item) if result.item else None,
                    problem=result.problem)
+
+
+class IngestBatchFileOut(BaseModel):
+    path: str
+    status: str = Field(description="registered | already_registered | conflict | refused")
+    file_id: uuid.UUID | None
+    item: ItemRefOut | None
+    problem: str | None = Field(description="registered, but the content could not be used; "
+                                            "its bytes are kept")
+    detail: str | None = Field(description="why the file is a conflict or was refused; it is "
+                                           "not registered")
+
+    @classmethod
+    def of(cls, outcome: BatchOutcome) -> IngestBatchFileOut:
+        return cls(path=outcome.relative_path, status=outcome.status, file_id=outcome.file_id,
+                   item=ItemRefOut.of(outcome.item) if outcome.item else None,
+                   problem=outcome.problem, detail=outcome.detail)
+
+
+class IngestBatchOut(BaseModel):
+    results: list[IngestBatchFileOut] = Field(description="one per file, in the request's order")
 
 
 class RunFileOut(BaseModel):

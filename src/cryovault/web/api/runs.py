@@ -18,6 +18,8 @@ from cryovault.storage.checksums import HashingWriter
 from cryovault.storage.ranges import RangeNotSatisfiable, parse_range
 from cryovault.web.api.files import INLINE_SAFE, content_disposition
 from cryovault.web.api.run_schemas import (
+    IngestBatchFileOut,
+    IngestBatchOut,
     IngestOut,
     MicrographDetail,
     MicrographOut,
@@ -94,6 +96,36 @@ async def ingest_file(dataset_id: str, relative_path: str, request: Request,
         raise
     body = IngestOut.of(result).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if result.status == "registered" else 200)
+
+
+@router.post("/datasets/{dataset_id}/ingest/batch", response_model=IngestBatchOut,
+             summary="Register many small files of an EPU or tomography session at once",
+             description="Each file is registered as by the PUT of one file, on its own: a "
+                         "conflict or a refusal of one file (results' `status` conflict | "
+                         "refused, with `detail`) does not fail the others. 401/403/404 for the "
+                         "dataset fail the whole request. Body (application/octet-stream): "
+                         + registry.BATCH_FRAMING)
+async def ingest_batch(dataset_id: str, request: Request,
+                       actor: Actor = Depends(current_actor),
+                       db: Session = Depends(get_db, scope="function")):
+    storages = request.app.state.storages
+    batch = await run_in_threadpool(registry.open_batch, db, actor,
+                                    parse_id(dataset_id, "dataset"),
+                                    request.headers.get("X-Session", ""))
+    await run_in_threadpool(db.commit)  # no transaction stays open while the bytes travel
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > registry.MAX_BATCH_BODY_BYTES:
+        raise TooLarge(f"the batch is {int(declared):,} bytes; a batch is limited to "
+                       f"{registry.MAX_BATCH_BODY_BYTES:,} bytes with its header lines")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > registry.MAX_BATCH_BODY_BYTES:
+            raise TooLarge(f"a batch is limited to {registry.MAX_BATCH_BODY_BYTES:,} bytes "
+                           "with its header lines")
+    entries = registry.parse_batch(bytes(body))
+    outcomes = await run_in_threadpool(registry.register_batch, db, storages, batch, entries)
+    return IngestBatchOut(results=[IngestBatchFileOut.of(outcome) for outcome in outcomes])
 
 
 @router.get("/datasets/{dataset_id}/ingest/files", response_model=RunFilePage,
