@@ -34,8 +34,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from bench_pages import ServerTimer  # the same server-side timing as the pages benchmark
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
@@ -55,27 +55,6 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "runs_view.json"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_P99_MS = 200.0
-
-
-class ServerTimer:
-    """ASGI wrapper: the time from the request entering the app to its last body chunk."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.last_ms = 0.0
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-
-        async def timed_send(message) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                self.last_ms = (time.perf_counter() - started) * 1000
-            await send(message)
-
-        await self.app(scope, receive, timed_send)
 
 
 def metadata_of(index: int, rng: random.Random) -> str:
@@ -142,7 +121,7 @@ def measure(client: TestClient, timer: ServerTimer, url: str, headers: dict, rep
             warmup: int) -> dict[str, float] | None:
     samples = []
     for index in range(warmup + reps):
-        response = client.get(url, headers=headers)
+        response = client.get(url, headers=headers, follow_redirects=False)
         if response.status_code == 404 and index == 0:
             return None
         if response.status_code != 200:
@@ -166,6 +145,10 @@ def run_backend(name: str, database_url: str, data_dir: Path, args) -> list[dict
     headers = {"Authorization": f"Bearer {token}"}
     rows = []
     with TestClient(timer) as client:
+        # the portal's pages take the session cookie (the API takes the token as well)
+        client.post("/api/v1/auth/login", json={"username": "alice",
+                                                "password": "bench-password-1"}
+                    ).raise_for_status()
         api = f"/api/v1/datasets/{run_id}/micrographs"
         first = client.get(f"{api}?limit=200", headers=headers).json()
         cursor = first["next_cursor"]
@@ -219,7 +202,8 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--page", nargs=2, action="append", metavar=("LABEL", "URL"),
                         default=[["portal: run view page", "/runs/{run_id}"],
-                                 ["portal: run list partial", "/ui/runs/{run_id}/micrographs"]],
+                                 ["portal: next items (partial)", "/ui/runs/{run_id}/items"],
+                                 ["portal: live update (partial)", "/ui/runs/{run_id}/live"]],
                         help="extra URL to time ({run_id} is replaced); repeatable")
     parser.add_argument("--postgres-url", default=os.environ.get("CRYOVAULT_BENCH_POSTGRES_URL",
                                                                  DEFAULT_PG_URL))

@@ -16,7 +16,6 @@ so the storage's orphan cleanup does not see them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from cryovault.ingest import items
 from cryovault.ingest.epu_items import ATLAS_BIN, GRID_SQUARE_BIN, MICROGRAPH_BIN
 from cryovault.settings import Settings
 from cryovault.storage.checksums import sha256_of_file
+from cryovault.storage.previews import local_copy
 from cryovault.storage.registry import StorageSet
 
 # The bin factors of the downscaled copies: a displayed pixel of a copy covers `bin` pixels
@@ -270,17 +270,8 @@ def open_run_file_source(db: Session, actor: Actor, settings: Settings, storages
     view, storage = items.open_run_file(db, actor, storages, file_id)
     row = view.file
     cache_dir = preview_cache_dir(settings, row.id)
-    path = storage.local_path(row.key)
-    if path is None:  # an object store: a local copy, fetched once and kept with the cache
-        path = cache_dir / "source"
-        if not path.is_file() or path.stat().st_size != row.size_bytes:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".part")
-            with open(partial, "wb") as out:
-                for chunk in storage.read(row.key):
-                    out.write(chunk)
-            os.replace(partial, path)
-    return RunFileSource(row, path, cache_dir)
+    return RunFileSource(row, local_copy(storage, row.key, row.size_bytes, cache_dir),
+                         cache_dir)
 
 
 def _check_once(db: Session, source: RunFileSource) -> None:

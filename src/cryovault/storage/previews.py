@@ -63,17 +63,24 @@ def local_file(db: Session, actor: Actor, settings: Settings, storages: StorageS
     file, storage = open_file_for_reading(db, actor, storages, file_id)
     stored = file.stored
     cache_dir = _cache_dir(settings, storage, file.id)
-    path = storage.local_path(stored.key)
-    if path is None:  # an object store: a local copy, fetched once and kept with the cache
+    return LocalFile(file, local_copy(storage, stored.key, stored.size_bytes, cache_dir),
+                     cache_dir)
+
+
+def local_copy(storage: Storage, key: str, size_bytes: int, cache_dir: Path) -> Path:
+    """A path to the bytes on this machine: the file itself in a local storage; for an object
+    store, a copy fetched once and kept with the cache."""
+    path = storage.local_path(key)
+    if path is None:
         path = cache_dir / "source"
-        if not path.is_file() or path.stat().st_size != stored.size_bytes:
+        if not path.is_file() or path.stat().st_size != size_bytes:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".part")
             with open(partial, "wb") as out:
-                for chunk in storage.read(stored.key):
+                for chunk in storage.read(key):
                     out.write(chunk)
             os.replace(partial, path)
-    return LocalFile(file, path, cache_dir)
+    return path
 
 
 def check_once(db: Session, source: LocalFile) -> None:
