@@ -107,6 +107,9 @@ def absorption(shape: tuple[int, int], pixel_size_angstrom: float, rng: np.rando
     noise = sfft.rfft2(rng.normal(size=shape).astype(np.float32), workers=workers)
     noise *= np.exp(-2 * math.pi**2 * sigma**2 * g2).astype(np.float32)
     field_ = sfft.irfft2(noise, s=shape, workers=workers)
+    # Centred before scaling: on an image not much larger than the correlation length the
+    # field's mean is far from 0 and 1 + δ would otherwise go negative.
+    field_ -= field_.mean()
     field_ *= spec.absorption_contrast / max(float(field_.std()), 1e-12)
     return (1.0 + field_).astype(np.float32)
 
