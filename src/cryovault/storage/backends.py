@@ -186,9 +186,6 @@ class _LocalStagedWrite(StagedWrite):
             done = os.sendfile(fd, source_fd, None, length)
         self.written_bytes += done
         self._unsynced += done
-        if self._unsynced >= SYNC_EVERY_BYTES:  # keep the disk writing as the copy goes
-            os.fdatasync(fd)
-            self._unsynced = 0
         return done
 
     def read_back(self, offset: int, length: int) -> bytes:
