@@ -9,16 +9,13 @@ import json
 import threading
 import time
 import uuid
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
 from cryovault.db.jobs import Job
 from cryovault.jobs.health import stop_live_exports
-from cryovault.jobs.runner import JobEnvironment, run_job
 from cryovault.lifecycle import live_export
-from cryovault.storage import transfer
 from tests.helpers import assert_error
 from tests.lifecycle.test_run_archive_export import (
     FIXTURES,
@@ -26,6 +23,7 @@ from tests.lifecycle.test_run_archive_export import (
     acquisition_name,
     add_acquisition,
     add_movie,
+    crash_and_rerun,
     exported,
     filled_epu_run,
 )
@@ -207,30 +205,6 @@ def test_a_restart_after_a_crash_copies_only_what_is_missing(alice, app, monkeyp
         plan = live_export.request_live_export(db, alice.actor, app.state.storages,
                                                uuid.UUID(run["id"]), metadata=False)
         db.commit()
-    real_copy = transfer.copy_verified
-    calls = {"n": 0}
-
-    def dying_copy(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise SystemExit("killed")
-        return real_copy(*args, **kwargs)
-
-    monkeypatch.setattr("cryovault.lifecycle.export.copy_verified", dying_copy)
-    env = JobEnvironment(app.state.sessions, app.state.settings, app.state.storages)
-    with pytest.raises(SystemExit):
-        run_job(env, plan.job.id)
-    assert len(exported(app)) == 4
-    copied: list[str] = []
-
-    def counting_copy(*args, **kwargs):
-        copied.append(args[3])
-        return real_copy(*args, **kwargs)
-
-    monkeypatch.setattr("cryovault.lifecycle.export.copy_verified", counting_copy)
-    monkeypatch.setattr("cryovault.jobs.runner.STALE_AFTER", timedelta(seconds=-1))
-    assert run_job(env, plan.job.id)
-    with app.state.sessions() as db:
-        assert db.get(Job, plan.job.id).status == "completed"
+    copied = crash_and_rerun(app, monkeypatch, plan.job.id, die_at_copy=5, exported_then=4)
     total = len(data.files) + len(data.roles["integrated"])
     assert len(copied) == total - 4 and len(exported(app)) == total

@@ -331,28 +331,25 @@ def test_export_of_a_tomo_run(alice, app):
     assert [s["name"] for s in document["run"]["tilt_series"]] == ["chrom_07_ts_010"]
 
 
-def test_a_crash_while_exporting_a_run_and_the_rerun(alice, app, monkeypatch):
-    run, data = filled_epu_run(alice, acquisitions=2)
-    from cryovault.lifecycle.export import request_export
-
-    with app.state.sessions() as db:
-        plan = request_export(db, alice.actor, app.state.storages, uuid.UUID(run["id"]),
-                              metadata=False)
-        db.commit()
+def crash_and_rerun(app, monkeypatch, job_id: uuid.UUID, *, die_at_copy: int,
+                    exported_then: int) -> list[str]:
+    """Run an export job whose worker dies at its `die_at_copy`-th file copy (after
+    `exported_then` complete files), then run it again after its heartbeat went stale; the job
+    completes. Returns the export keys the rerun copied."""
     real_copy = transfer.copy_verified
     calls = {"n": 0}
 
     def dying_copy(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == die_at_copy:
             raise SystemExit("killed")
         return real_copy(*args, **kwargs)
 
     monkeypatch.setattr("cryovault.lifecycle.export.copy_verified", dying_copy)
     env = JobEnvironment(app.state.sessions, app.state.settings, app.state.storages)
     with pytest.raises(SystemExit):
-        run_job(env, plan.job.id)
-    assert len(exported(app)) == 3
+        run_job(env, job_id)
+    assert len(exported(app)) == exported_then
     copied: list[str] = []
 
     def counting_copy(*args, **kwargs):
@@ -361,9 +358,21 @@ def test_a_crash_while_exporting_a_run_and_the_rerun(alice, app, monkeypatch):
 
     monkeypatch.setattr("cryovault.lifecycle.export.copy_verified", counting_copy)
     monkeypatch.setattr("cryovault.jobs.runner.STALE_AFTER", timedelta(seconds=-1))
-    assert run_job(env, plan.job.id)
+    assert run_job(env, job_id)
     with app.state.sessions() as db:
-        assert db.get(Job, plan.job.id).status == "completed"
+        assert db.get(Job, job_id).status == "completed"
+    return copied
+
+
+def test_a_crash_while_exporting_a_run_and_the_rerun(alice, app, monkeypatch):
+    run, data = filled_epu_run(alice, acquisitions=2)
+    from cryovault.lifecycle.export import request_export
+
+    with app.state.sessions() as db:
+        plan = request_export(db, alice.actor, app.state.storages, uuid.UUID(run["id"]),
+                              metadata=False)
+        db.commit()
+    copied = crash_and_rerun(app, monkeypatch, plan.job.id, die_at_copy=4, exported_then=3)
     total = len(data.files) + len(data.roles["integrated"])  # with the downscaled copies
     assert len(copied) == total - 3  # the rerun copies only what was missing
     assert len(exported(app)) == total
