@@ -351,6 +351,17 @@ def batch(user, dataset_id: str, body: bytes, session: str = SESSION_NAME):
                               "Content-Type": "application/octet-stream"})
 
 
+def small_mrc(tmp_path: Path, edge: int = 16) -> bytes:
+    """An integrated image as EPU writes it (float32 MRC), small."""
+    import mrcfile
+    import numpy as np
+
+    path = tmp_path / f"integrated_{edge}.mrc"
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(np.arange(edge * edge, dtype=np.float32).reshape(edge, edge))
+    return path.read_bytes()
+
+
 def listed(user, dataset_id: str) -> dict[str, dict]:
     items = user.get(f"/api/v1/datasets/{dataset_id}/ingest/files").json()["items"]
     return {item["path"]: item for item in items}
@@ -505,10 +516,10 @@ def test_a_batch_into_a_tomo_run(alice):
     assert results[1]["item"]["status"] == "failed" and results[1]["problem"]
 
 
-def test_a_failure_while_registering_a_batch_keeps_what_was_registered(alice, app,
-                                                                        monkeypatch):
-    """Each file is its own transaction: a crash midway leaves the files before it registered
-    and no bytes of the others."""
+def test_a_failure_while_registering_a_batch_registers_none_of_it(alice, app, monkeypatch,
+                                                                   tmp_path):
+    """A batch is one transaction: a crash midway leaves none of its files registered and no
+    bytes of them (nor of their downscaled copies)."""
     from cryovault.ingest import registry
 
     run = epu_run(alice)
@@ -522,7 +533,8 @@ def test_a_failure_while_registering_a_batch_keeps_what_was_registered(alice, ap
         return real(*args, **kwargs)
 
     monkeypatch.setattr(registry, "interpret", breaks_on_the_second)
-    body = frame(*[(f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_1549{i:02d}_fractions.tiff",
+    body = frame((f"{SQUARE}/Data/{ACQUISITION}.mrc", small_mrc(tmp_path)),  # a copy is made
+                 *[(f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_1549{i:02d}_fractions.tiff",
                     b"II*\x00" + bytes([i])) for i in range(3)])
     dataset_id = uuid.UUID(run["id"])
     with app.state.sessions() as db:
@@ -531,6 +543,7 @@ def test_a_failure_while_registering_a_batch_keeps_what_was_registered(alice, ap
             registry.register_batch(db, app.state.storages, target, registry.parse_batch(body))
     with app.state.sessions() as db:
         keys = [row.key for row in db.query(RunFile)]
-    assert len(keys) == 1
+    assert keys == []
     root = app.state.storages.primary.root
-    assert [str(p.relative_to(root)) for p in (root / "runs").rglob("*") if p.is_file()] == keys
+    assert [p for p in (root / "runs").rglob("*") if p.is_file()] == []
+    assert [p for p in (root / "tmp").rglob("*") if p.is_file()] == []

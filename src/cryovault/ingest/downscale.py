@@ -12,6 +12,7 @@ import hashlib
 import io
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from cryovault.db.runs import RunFile
 from cryovault.formats.images import UnreadableImage, probe_image, read_plane
+from cryovault.storage.backends import StagedWrite, Storage
 from cryovault.storage.keys import run_file_key
 from cryovault.storage.registry import StorageSet
 
@@ -45,53 +47,106 @@ def to_png(plane: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _plane_of(storages: StorageSet, run_file: RunFile) -> np.ndarray:
-    storage = storages.get(run_file.storage)
-    local = storage.local_path(run_file.key)
+def _plane_of(storage: Storage, key: str, relative_path: str) -> np.ndarray:
+    local = storage.local_path(key)
     if local is not None:
         info = probe_image(local)
         return read_plane(local, info, 0)
-    suffix = Path(run_file.relative_path).suffix
+    suffix = Path(relative_path).suffix
     with tempfile.NamedTemporaryFile(suffix=suffix) as copy:
-        for chunk in storage.read(run_file.key):
+        for chunk in storage.read(key):
             copy.write(chunk)
         copy.flush()
         path = Path(copy.name)
         return read_plane(path, probe_image(path), 0)
 
 
+def downscaled_path(relative_path: str) -> str:
+    """The reserved run-file path of an image's downscaled copy."""
+    return f"{DOWNSCALED_PREFIX}{relative_path}.png"
+
+
+@dataclass(frozen=True)
+class DownscaledCopy:
+    """A downscaled copy whose bytes are durable at `key` (the PNG of the image registered at
+    `source_path`), not yet recorded as a run file."""
+
+    file_id: uuid.UUID
+    source_path: str
+    storage: str
+    key: str
+    size_bytes: int
+    sha256: str
+
+    @property
+    def path(self) -> str:
+        return downscaled_path(self.source_path)
+
+
+def stage_downscaled(storages: StorageSet, storage_name: str, key: str,
+                     dataset_id: uuid.UUID, relative_path: str,
+                     factor: int) -> tuple[DownscaledCopy, StagedWrite]:
+    """Read the image stored at `key`, bin it by `factor` and write the PNG in the primary
+    storage, not yet committed: the caller commits the staged write at `copy.key` (or aborts
+    it). Needs no database: a batch makes its copies before its transaction. Raises
+    UnreadableImage."""
+    plane = _plane_of(storages.get(storage_name), key, relative_path)
+    data = to_png(binned(plane.astype(np.float32, copy=False), factor))
+    storage = storages.primary
+    file_id = uuid.uuid4()
+    copy = DownscaledCopy(file_id, relative_path, storage.name,
+                          run_file_key(dataset_id, file_id, downscaled_path(relative_path)),
+                          len(data), hashlib.sha256(data).hexdigest())
+    staged = storage.stage()
+    try:
+        staged.write(data)
+    except BaseException:
+        staged.abort()
+        raise
+    return copy, staged
+
+
+def make_downscaled(storages: StorageSet, storage_name: str, key: str, dataset_id: uuid.UUID,
+                    relative_path: str, factor: int) -> DownscaledCopy:
+    """As `stage_downscaled`, the copy committed (durable)."""
+    copy, staged = stage_downscaled(storages, storage_name, key, dataset_id, relative_path,
+                                    factor)
+    try:
+        staged.commit(copy.key)
+    except BaseException:
+        staged.abort()
+        raise
+    return copy
+
+
+def record_downscaled(db: Session, run_file: RunFile, copy: DownscaledCopy) -> RunFile:
+    """The run-file row of a copy made by `make_downscaled` (added to the session)."""
+    row = RunFile(id=copy.file_id, dataset_id=run_file.dataset_id, session=run_file.session,
+                  relative_path=copy.path, role="downscaled", item_id=run_file.item_id,
+                  storage=copy.storage, key=copy.key,
+                  size_bytes=copy.size_bytes, sha256=copy.sha256, media_type="image/png",
+                  source_size=copy.size_bytes, source_mtime=0.0)
+    db.add(row)
+    return row
+
+
 def store_downscaled(db: Session, storages: StorageSet, run_file: RunFile,
                      factor: int) -> tuple[RunFile | None, str | None]:
     """The downscaled copy of an image file (made once); (None, reason) when unreadable."""
-    path = f"{DOWNSCALED_PREFIX}{run_file.relative_path}.png"
+    path = downscaled_path(run_file.relative_path)
     existing = db.scalar(select(RunFile).where(RunFile.dataset_id == run_file.dataset_id,
                                                RunFile.relative_path == path))
     if existing is not None:
         return existing, None
     try:
-        plane = _plane_of(storages, run_file)
+        copy = make_downscaled(storages, run_file.storage, run_file.key, run_file.dataset_id,
+                               run_file.relative_path, factor)
     except UnreadableImage as exc:
         return None, str(exc)
-    data = to_png(binned(plane.astype(np.float32, copy=False), factor))
-    storage = storages.primary
-    staged = storage.stage()
-    try:
-        staged.write(data)
-        copy = RunFile(dataset_id=run_file.dataset_id, session=run_file.session,
-                       relative_path=path, role="downscaled", item_id=run_file.item_id,
-                       storage=storage.name, key="", size_bytes=len(data),
-                       sha256=hashlib.sha256(data).hexdigest(), media_type="image/png",
-                       source_size=len(data), source_mtime=0.0)
-        copy.id = uuid.uuid4()
-        copy.key = run_file_key(run_file.dataset_id, copy.id, path)
-        staged.commit(copy.key)
-    except BaseException:
-        staged.abort()
-        raise
     try:
         with db.begin_nested():
-            db.add(copy)
+            row = record_downscaled(db, run_file, copy)
     except BaseException:
-        storage.delete(copy.key)
+        storages.get(copy.storage).delete(copy.key)
         raise
-    return copy, None
+    return row, None

@@ -19,14 +19,17 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from cryovault.access.actor import Actor
@@ -38,9 +41,18 @@ from cryovault.db.files import StorageTrash
 from cryovault.db.runs import Atlas, RunFile, RunFileTombstone
 from cryovault.errors import Conflict, DomainError, Invalid, TooLarge
 from cryovault.formats.filetypes import media_type
-from cryovault.ingest.epu.layout import classify_epu_path
 from cryovault.ingest.errors import IngestFormatError
-from cryovault.ingest.interpret import ItemRef, classify, interpret
+from cryovault.ingest.interpret import (
+    ItemRef,
+    Prepared,
+    RunLookups,
+    classify,
+    epu_where,
+    interpret,
+)
+from cryovault.ingest.interpret import prefetch as interpret_prefetch
+from cryovault.ingest.interpret import prepare as interpret_prepare
+from cryovault.ingest.rows import chunks
 from cryovault.storage.backends import StagedWrite, Storage
 from cryovault.storage.keys import run_file_key
 from cryovault.storage.registry import StorageSet
@@ -155,11 +167,19 @@ def _registered(db: Session, dataset_id: uuid.UUID, session: str, relative_path:
         if cleaned is not None and _same(cleaned, session, source_size, source_mtime):
             return IngestResult("already_registered", cleaned.id, None, None)
         return None
-    if _same(existing, session, source_size, source_mtime):
+    return _compared(existing, IngestTarget(dataset_id, "", session, relative_path, kind,
+                                            source_size, source_mtime))
+
+
+def _compared(existing: RunFile, target: IngestTarget) -> IngestResult | RunFile:
+    """A file registered under the target's path: the same one (already registered), one that
+    a rewritten session file replaces, or a conflict."""
+    if _same(existing, target.session, target.source_size, target.source_mtime):
         return IngestResult("already_registered", existing.id, None, existing.problem)
-    if kind not in REWRITTEN_KINDS:
-        raise Conflict(f"{relative_path}: a different file with this path was registered "
-                       f"on {existing.created_at:%Y-%m-%d %H:%M:%S} UTC "
+    if target.kind not in REWRITTEN_KINDS:
+        created = existing.created_at or utcnow()  # (recorded earlier in the same batch)
+        raise Conflict(f"{target.relative_path}: a different file with this path was "
+                       f"registered on {created:%Y-%m-%d %H:%M:%S} UTC "
                        f"({existing.source_size:,} bytes); the new one is not registered")
     return existing
 
@@ -174,7 +194,7 @@ def _refuse_deleted_atlas(db: Session, dataset_id: uuid.UUID, relative_path: str
     """Atlas data deleted by a user (SPA-8) is not brought back by a watcher sending it again."""
     from cryovault.ingest.epu_items import atlas_name
 
-    name = atlas_name(classify_epu_path(relative_path).cassette_slot)
+    name = atlas_name(epu_where(relative_path).cassette_slot)
     if db.scalar(select(Atlas.id).where(Atlas.dataset_id == dataset_id, Atlas.name == name,
                                         Atlas.deleted.is_(True))) is not None:
         raise Conflict(f"{relative_path}: the data of atlas {name} was deleted from this run; "
@@ -225,6 +245,7 @@ def _record(db: Session, storages: StorageSet, target: IngestTarget, previous: R
     On any error the bytes at `key` are deleted."""
     storage = storages.primary
     try:
+        _lock_run(db, target.dataset_id)
         if previous is not None:  # a rewritten session file: the old bytes go to the trash
             db.add(StorageTrash(storage=previous.storage, key=previous.key, queued_at=utcnow()))
             db.delete(previous)
@@ -235,9 +256,9 @@ def _record(db: Session, storages: StorageSet, target: IngestTarget, previous: R
             key=key, size_bytes=size_bytes, sha256=sha256,
             media_type=media_type(target.relative_path), source_size=target.source_size,
             source_mtime=target.source_mtime)
-        # The first write of the transaction: on SQLite it takes the write lock, so the item
-        # lookups below cannot race another registration (and the savepoints inside them are
-        # real ones); a concurrent registration of the same path fails here.
+        # The run is locked (the item lookups below cannot race another registration, and on
+        # SQLite the savepoints inside them are real ones); a concurrent registration of the
+        # same path that was not locked out fails here.
         db.add(run_file)
         db.flush()
         item, problem = interpret(db, storages, target.dataset_type, run_file)
@@ -381,13 +402,25 @@ def open_batch(db: Session, actor: Actor, dataset_id: uuid.UUID, session: str) -
 def register_batch(db: Session, storages: StorageSet, batch: BatchTarget,
                    entries: Sequence[BatchEntry]) -> list[BatchOutcome]:
     """Register many small files, each on its own: one file's refusal or conflict does not
-    fail the others. The checks that need no database come first; the bytes of the other
-    files are then written (one directory sync for them all); then each file is checked
-    (deleted atlas, idempotency), recorded, interpreted and committed in its own transaction
-    (this function commits). A crash leaves every file registered or not at all; the bytes of
-    a file not registered (already there, a conflict) are deleted."""
+    fail the others (this function commits).
+
+    1. The checks that need no database (size, checksum, path, kind), then the idempotency
+       check against what the run holds (one query): a file already registered is answered
+       without writing its bytes again.
+    2. The bytes of the others are written and their metadata parsed and images downscaled
+       (copies written too), with one directory sync for them all — no transaction is open
+       and the run is not locked meanwhile.
+    3. One transaction records them all: the run is locked for it (SQLite's write lock; on
+       PostgreSQL the run's row), the files' rows and the item rows they update are read
+       with one query per table, each file is checked again (deleted atlas, idempotency),
+       recorded and interpreted in order, and everything is written at the commit.
+
+    A crash leaves the batch registered or not at all; the bytes of a file not registered
+    (already there, a conflict, a crash before the commit) are deleted. Should the
+    transaction fail on a race with another registration (a unique key, a deadlock) it runs
+    again; should it fail for one file, the files are registered one by one instead."""
     outcomes: list[BatchOutcome | None] = [None] * len(entries)
-    new: list[tuple[int, IngestTarget, str]] = []
+    checked: list[tuple[int, IngestTarget, str]] = []
     for index, entry in enumerate(entries):
         try:
             sha256 = _verified_sha256(entry)
@@ -396,21 +429,246 @@ def register_batch(db: Session, storages: StorageSet, batch: BatchTarget,
         except DomainError as exc:
             outcomes[index] = _refusal(entry.relative_path, exc)
             continue
-        new.append((index, target, sha256))
+        checked.append((index, target, sha256))
+    known = _RunState.read(db, batch.dataset.id, [target for _, target, _ in checked])
+    new: list[tuple[int, IngestTarget, str]] = []
+    for index, target, sha256 in checked:
+        try:
+            previous = known.check(target)
+        except DomainError as exc:
+            outcomes[index] = _refusal(target.relative_path, exc)
+            continue
+        if isinstance(previous, IngestResult):
+            outcomes[index] = _outcome(target.relative_path, previous)
+        else:
+            new.append((index, target, sha256))
     db.commit()  # no transaction stays open while the bytes are written
     storage = storages.primary
     stored = _store(storage, [(index, target, sha256, entries[index].content)
-                              for index, target, sha256 in new])
-    remaining = {item.key for item in stored}
+                              for index, target, sha256 in new], sync_directory=False)
+    unregistered = {item.key for item in stored}  # deleted unless registered
+    prepared: dict[int, Prepared] = {}
     try:
         for item in stored:
-            outcomes[item.index] = _register_stored(db, storages, item)
-            remaining.discard(item.key)
+            prepared[item.index] = interpret_prepare(
+                storages, item.target.dataset_type, item.target.dataset_id,
+                item.target.relative_path, entries[item.index].content, storage.name,
+                item.key)
+        copies = [(p.staged, p.copy.key) for p in prepared.values()
+                  if p.staged is not None and p.copy is not None]
+        for p in prepared.values():
+            p.staged = None
+        commit_together(storage, copies)
+        unregistered.update(key for _, key in copies)
+        if stored:  # the files and their copies all lie in the run's directory
+            storage.sync_directory_of(stored[0].key)
+        together = _register_together(db, storages, stored, prepared)
+        if together is None:  # one file failed the transaction: each on its own
+            for item in stored:
+                outcomes[item.index] = _register_stored(db, storages, item)
+                unregistered.discard(item.key)
+        else:
+            results, unused = together
+            for item in stored:
+                outcomes[item.index] = results[item.index]
+            registered = {item.key for item in stored} | {
+                p.copy.key for p in prepared.values() if p.copy is not None}
+            unregistered = (unregistered - registered) | set(unused)
     except BaseException:
-        for key in remaining:
+        for p in prepared.values():
+            if p.staged is not None:
+                p.staged.abort()
+        for key in unregistered:
             storage.delete(key)
         raise
+    for key in unregistered:
+        storage.delete(key)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+MAX_TRANSACTION_ATTEMPTS = 3
+
+
+def _register_together(db: Session, storages: StorageSet, stored: list[_Stored],
+                       prepared: dict[int, Prepared]
+                       ) -> tuple[dict[int, BatchOutcome], list[str]] | None:
+    """Record the stored files in one transaction and commit it: their outcomes by index and
+    the keys whose bytes are not used (to delete after the commit). None (nothing recorded)
+    when a file raised a DomainError in it, or races kept failing the transaction."""
+    if not stored:
+        return {}, []
+    for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+        try:
+            with _turn(db):
+                results = _record_together(db, storages, stored, prepared)
+                db.commit()
+            return results
+        except DomainError as exc:
+            db.rollback()
+            log.info("run %s: a batch goes file by file (%s)", stored[0].target.dataset_id,
+                     exc.message)
+            return None
+        except (IntegrityError, OperationalError) as exc:
+            # A registration into the same run outside a batch, or a deadlock on PostgreSQL;
+            # SQLite's "database is locked" after its busy timeout as well.
+            db.rollback()
+            log.info("run %s: batch transaction attempt %d failed (%s)",
+                     stored[0].target.dataset_id, attempt, type(exc).__name__)
+        except BaseException:
+            db.rollback()
+            raise
+    return None
+
+
+def _record_together(db: Session, storages: StorageSet, stored: list[_Stored],
+                     prepared: dict[int, Prepared]
+                     ) -> tuple[dict[int, BatchOutcome], list[str]]:
+    first = stored[0].target
+    dataset_type, dataset_id = first.dataset_type, first.dataset_id
+    _lock_run(db, dataset_id)
+    dataset = db.get(Element, dataset_id, populate_existing=True)
+    outcomes: dict[int, BatchOutcome] = {}
+    copies = {item.index: prepared[item.index].copy for item in stored
+              if prepared[item.index].copy is not None}
+    if dataset is None or dataset.deleting:
+        refusal = Conflict("the run was deleted while the file was being sent; it is not "
+                           "registered")
+        for item in stored:
+            outcomes[item.index] = _refusal(item.target.relative_path, refusal)
+        return outcomes, [item.key for item in stored] + [c.key for c in copies.values()]
+    state = _RunState.read(db, dataset_id, [item.target for item in stored],
+                           [copy.path for copy in copies.values()])
+    lookups = RunLookups(files=state.files)
+    # The item rows of the files that will be recorded, read (or created) all at once.
+    recorded = []
+    for item in stored:
+        try:
+            if not isinstance(state.check(item.target), IngestResult):
+                recorded.append((item.target.relative_path, item.target.session))
+        except DomainError:
+            continue
+    interpret_prefetch(db, dataset_type, dataset_id, recorded, lookups)
+    unused: list[str] = []
+    for item in stored:
+        target = item.target
+        try:
+            previous = state.check(target)
+        except DomainError as exc:
+            outcomes[item.index] = _refusal(target.relative_path, exc)
+            unused.append(item.key)
+            continue
+        if isinstance(previous, IngestResult):
+            outcomes[item.index] = _outcome(target.relative_path, previous)
+            unused.append(item.key)
+            continue
+        if previous is not None:  # a rewritten session file: the old bytes go to the trash
+            db.flush()  # (the old one may have come earlier in this batch)
+            db.add(StorageTrash(storage=previous.storage, key=previous.key, queued_at=utcnow()))
+            db.delete(previous)
+            db.flush()
+        run_file = RunFile(
+            id=item.file_id, dataset_id=dataset_id, session=target.session,
+            relative_path=target.relative_path, role=target.kind,
+            storage=storages.primary.name, key=item.key, size_bytes=item.size_bytes,
+            sha256=item.sha256, media_type=media_type(target.relative_path),
+            source_size=target.source_size, source_mtime=target.source_mtime)
+        db.add(run_file)
+        state.files[target.relative_path] = run_file
+        item_ref, problem = interpret(db, storages, dataset_type, run_file,
+                                      prepared[item.index], lookups)
+        run_file.problem = problem
+        if item_ref is not None:
+            run_file.item_id = item_ref.id
+        if problem:
+            log.warning("run %s: %s: %s", dataset_id, target.relative_path, problem)
+        outcomes[item.index] = BatchOutcome(target.relative_path, "registered", item.file_id,
+                                            item_ref, problem)
+    db.flush()
+    for copy in copies.values():
+        row = lookups.files.get(copy.path)
+        if row is None or row.id != copy.file_id:  # not registered, or the run had a copy
+            unused.append(copy.key)
+    return outcomes, unused
+
+
+@dataclass
+class _RunState:
+    """What a run holds under a batch's paths: registered files (by path) and tombstones,
+    and which atlases were deleted — read with one query per table."""
+
+    files: dict[str, RunFile]
+    tombstones: dict[str, RunFileTombstone]
+    deleted_atlases: set[str]
+
+    @classmethod
+    def read(cls, db: Session, dataset_id: uuid.UUID, targets: Sequence[IngestTarget],
+             extra_paths: Sequence[str] = ()) -> _RunState:
+        paths = sorted({target.relative_path for target in targets} | set(extra_paths))
+        files: dict[str, RunFile] = {}
+        tombstones: dict[str, RunFileTombstone] = {}
+        for part in chunks(paths):
+            files.update((row.relative_path, row) for row in db.scalars(select(RunFile).where(
+                RunFile.dataset_id == dataset_id, RunFile.relative_path.in_(part))))
+        missing = [path for path in paths if path not in files]
+        for part in chunks(missing):
+            tombstones.update((row.relative_path, row) for row in db.scalars(
+                select(RunFileTombstone).where(RunFileTombstone.dataset_id == dataset_id,
+                                               RunFileTombstone.relative_path.in_(part))))
+        deleted: set[str] = set()
+        if any(target.kind in ATLAS_KINDS for target in targets):
+            deleted = set(db.scalars(select(Atlas.name).where(Atlas.dataset_id == dataset_id,
+                                                              Atlas.deleted.is_(True))))
+        return cls(files, tombstones, deleted)
+
+    def check(self, target: IngestTarget) -> IngestResult | RunFile | None:
+        """As `_refuse_deleted_atlas` and `_registered`, from what was read (and what the
+        batch recorded since)."""
+        if target.kind in ATLAS_KINDS and self.deleted_atlases:
+            from cryovault.ingest.epu_items import atlas_name
+
+            name = atlas_name(epu_where(target.relative_path).cassette_slot)
+            if name in self.deleted_atlases:
+                raise Conflict(f"{target.relative_path}: the data of atlas {name} was deleted "
+                               "from this run; its files are not registered again")
+        existing = self.files.get(target.relative_path)
+        if existing is None:
+            cleaned = self.tombstones.get(target.relative_path)
+            if cleaned is not None and _same(cleaned, target.session, target.source_size,
+                                             target.source_mtime):
+                return IngestResult("already_registered", cleaned.id, None, None)
+            return None
+        return _compared(existing, target)
+
+
+_sqlite_turns = threading.Lock()
+
+
+@contextmanager
+def _turn(db: Session) -> Iterator[None]:
+    """On SQLite the batches of this process take turns on a lock of their own before they
+    ask for the database's write lock: a waiting batch starts as soon as the one before it
+    commits, not when SQLite's busy handler next looks (it sleeps up to 100 ms between
+    looks). Other processes and single-file registrations still meet at SQLite's lock."""
+    if db.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    with _sqlite_turns:
+        yield
+
+
+def _lock_run(db: Session, dataset_id: uuid.UUID) -> None:
+    """Registrations into one run take turns for their (short) transactions: what they read
+    stays true until they commit. SQLite: the database's write lock, taken at once (BEGIN
+    IMMEDIATE) rather than at the first write, so that the reads before it are in the same
+    transaction. PostgreSQL: the run's row (FOR NO KEY UPDATE: rows that refer to it can
+    still be inserted by others)."""
+    connection = db.connection()
+    if connection.dialect.name == "sqlite":
+        if not connection.connection.driver_connection.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    db.execute(select(Element.id).where(Element.id == dataset_id)
+               .with_for_update(key_share=True))
 
 
 def _register_stored(db: Session, storages: StorageSet, item: _Stored) -> BatchOutcome:
@@ -435,32 +693,77 @@ def _register_stored(db: Session, storages: StorageSet, item: _Stored) -> BatchO
     return _outcome(path, result)
 
 
-def _store(storage: Storage, files: list[tuple[int, IngestTarget, str, bytes | memoryview]]
-           ) -> list[_Stored]:
+def _store(storage: Storage, files: list[tuple[int, IngestTarget, str, bytes | memoryview]],
+           *, sync_directory: bool = True) -> list[_Stored]:
     """Write the files' bytes at their keys (all in the run's directory) and make them durable
-    with one directory sync. All are written before the first is synced, so that the file
-    system can flush them together."""
-    staged: list[tuple[StagedWrite, _Stored]] = []
-    committed: list[_Stored] = []
+    with one directory sync. All are written before the first is synced, and the syncs are
+    issued together (see `commit_together`)."""
+    staged: list[tuple[StagedWrite, str]] = []
+    items: list[_Stored] = []
     try:
         for index, target, sha256, content in files:
             file_id = uuid.uuid4()
             key = run_file_key(target.dataset_id, file_id, target.relative_path)
             write = storage.stage()
-            staged.append((write, _Stored(index, target, file_id, key, sha256, len(content))))
+            staged.append((write, key))
+            items.append(_Stored(index, target, file_id, key, sha256, len(content)))
             write.write_all([content])
-        for write, item in staged:
-            write.commit(item.key, sync_directory=False)
-            committed.append(item)
-        if committed:
-            storage.sync_directory_of(committed[0].key)
     except BaseException:
         for write, _ in staged:
             write.abort()
-        for item in committed:
-            storage.delete(item.key)
         raise
-    return committed
+    commit_together(storage, staged)
+    if items and sync_directory:
+        try:
+            storage.sync_directory_of(items[0].key)
+        except BaseException:
+            for item in items:
+                storage.delete(item.key)
+            raise
+    return items
+
+
+SYNC_THREADS = 8
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def commit_together(storage: Storage, staged: Sequence[tuple[StagedWrite, str]]) -> None:
+    """Commit staged writes at their keys without syncing their directory (the caller syncs
+    it once). On a local file system the commits run in a few threads: fsyncs issued
+    together are written by one journal commit (about 0.2 ms a file instead of 3 ms one after
+    the other on ext4). All or nothing: on an error the others are aborted or deleted."""
+    global _sync_pool
+    if not staged:
+        return
+    if storage.kind != "local" or len(staged) == 1:
+        outcomes: list[BaseException | None] = []
+        for write, key in staged:
+            try:
+                write.commit(key, sync_directory=False)
+                outcomes.append(None)
+            except BaseException as exc:  # noqa: BLE001 (re-raised below)
+                outcomes.append(exc)
+                break
+        outcomes += [RuntimeError("not committed")] * (len(staged) - len(outcomes))
+    else:
+        with _sync_pool_lock:
+            if _sync_pool is None:
+                _sync_pool = ThreadPoolExecutor(SYNC_THREADS,
+                                                thread_name_prefix="cryovault-fsync")
+        futures = [_sync_pool.submit(write.commit, key, sync_directory=False)
+                   for write, key in staged]
+        wait(futures)
+        outcomes = [future.exception() for future in futures]
+    failure = next((exc for exc in outcomes if exc is not None), None)
+    if failure is None:
+        return
+    for (write, key), outcome in zip(staged, outcomes, strict=True):
+        if outcome is None:
+            storage.delete(key)
+        else:
+            write.abort()
+    raise failure
 
 
 def _verified_sha256(entry: BatchEntry) -> str:
