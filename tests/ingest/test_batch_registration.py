@@ -13,7 +13,9 @@ from sqlalchemy.exc import IntegrityError
 
 from cryovault.db.runs import Micrograph, RunFile, RunFileTombstone
 from cryovault.errors import Conflict
-from cryovault.ingest import registry
+from cryovault.ingest import batch_registry
+from cryovault.ingest.batch_framing import parse_batch
+from cryovault.ingest.grouped_fsync import commit_together
 from cryovault.ingest.rows import ensure_rows
 from cryovault.storage.backends import LocalStorage
 from tests.ingest.test_registry_api import (
@@ -92,13 +94,13 @@ def test_a_batch_answers_files_already_there_without_storing_them(alice, app, tm
     files = acquisition_files(1, small_mrc(tmp_path))
     assert batch(alice, run["id"], frame(*files)).status_code == 200
     written: list[str] = []
-    real = registry._store
+    real = batch_registry._store
 
     def spy(storage, items, **kwargs):
         written.extend(target.relative_path for _, target, _, _ in items)
         return real(storage, items, **kwargs)
 
-    monkeypatch.setattr(registry, "_store", spy)
+    monkeypatch.setattr(batch_registry, "_store", spy)
     again = batch(alice, run["id"], frame(*files, ("EpuSession.dm", b"<x/>")))
     assert [r["status"] for r in again.json()["results"]] == [
         "already_registered"] * 3 + ["registered"]
@@ -127,7 +129,7 @@ def test_the_transaction_runs_again_after_a_race(alice, app, tmp_path, monkeypat
     """A unique key taken meanwhile by another registration (or a deadlock): the batch's
     transaction is rolled back and runs again; nothing is registered twice."""
     run = epu_run(alice)
-    real = registry._record_together
+    real = batch_registry._record_together
     calls = []
 
     def races_once(*args, **kwargs):
@@ -137,7 +139,7 @@ def test_the_transaction_runs_again_after_a_race(alice, app, tmp_path, monkeypat
             raise IntegrityError("INSERT", {}, Exception("duplicate key"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "_record_together", races_once)
+    monkeypatch.setattr(batch_registry, "_record_together", races_once)
     files = acquisition_files(2, small_mrc(tmp_path))
     results = batch(alice, run["id"], frame(*files)).json()["results"]
     assert [r["status"] for r in results] == ["registered"] * 3 and len(calls) == 2
@@ -150,14 +152,14 @@ def test_the_transaction_runs_again_after_a_race(alice, app, tmp_path, monkeypat
 def test_a_file_failing_the_transaction_sends_the_batch_file_by_file(alice, app, tmp_path,
                                                                      monkeypatch):
     run = epu_run(alice)
-    real = registry.interpret
+    real = batch_registry.interpret
 
     def refuses_in_a_batch(db, storages, dataset_type, run_file, prepared=None, lookups=None):
         if lookups is not None and run_file.relative_path.endswith(".xml"):
             raise Conflict("not in a batch")
         return real(db, storages, dataset_type, run_file, prepared, lookups)
 
-    monkeypatch.setattr(registry, "interpret", refuses_in_a_batch)
+    monkeypatch.setattr(batch_registry, "interpret", refuses_in_a_batch)
     files = acquisition_files(3, small_mrc(tmp_path))
     results = batch(alice, run["id"], frame(*files)).json()["results"]
     assert [r["status"] for r in results] == ["registered"] * 3
@@ -180,14 +182,14 @@ def test_commit_together_is_all_or_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(failing, "commit", broken)
     with pytest.raises(OSError, match="disk full"):
-        registry.commit_together(storage, staged)
+        commit_together(storage, staged)
     assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []
     staged = []
     for number in range(6):
         write = storage.stage()
         write.write(bytes([number]) * 10)
         staged.append((write, f"runs/aa/run/{number}-file"))
-    registry.commit_together(storage, staged)
+    commit_together(storage, staged)
     for number in range(6):
         assert storage.path_of(f"runs/aa/run/{number}-file").read_bytes() == bytes([number]) * 10
     assert [p for p in (tmp_path / "store" / "tmp").rglob("*") if p.is_file()] == []
@@ -245,7 +247,7 @@ def test_a_crash_in_a_batch_undoes_the_rows_its_savepoints_created(alice, app, m
     from cryovault.db.runs import RunSession
 
     run = epu_run(alice)
-    real = registry.interpret
+    real = batch_registry.interpret
     calls = []
 
     def breaks_on_the_second(*args, **kwargs):
@@ -254,13 +256,13 @@ def test_a_crash_in_a_batch_undoes_the_rows_its_savepoints_created(alice, app, m
             raise RuntimeError("power cut")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "interpret", breaks_on_the_second)
+    monkeypatch.setattr(batch_registry, "interpret", breaks_on_the_second)
     body = frame(("EpuSession.dm", (EPU / "EpuSession.dm").read_bytes()),
                  (f"{SQUARE}/Data/{ACQUISITION}_fractions.tiff", b"II*\x00abcd"))
     with app.state.sessions() as db:
-        target = registry.open_batch(db, alice.actor, uuid.UUID(run["id"]), "s")
+        target = batch_registry.open_batch(db, alice.actor, uuid.UUID(run["id"]), "s")
         with pytest.raises(RuntimeError):
-            registry.register_batch(db, app.state.storages, target, registry.parse_batch(body))
+            batch_registry.register_batch(db, app.state.storages, target, parse_batch(body))
     with app.state.sessions() as db:
         assert db.query(RunSession).count() == 0
         assert db.query(Micrograph).count() == 0 and db.query(RunFile).count() == 0

@@ -469,16 +469,16 @@ def test_malformed_framing_registers_nothing(alice, body, words):
 
 
 def test_batch_limits(alice, monkeypatch):
-    from cryovault.ingest import registry
+    from cryovault.ingest import batch_framing
 
     run = epu_run(alice)
     many = frame(*[(f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_15{i:04d}_fractions.tiff",
-                    b"II*\x00") for i in range(registry.MAX_BATCH_FILES + 1)])
-    assert_error(batch(alice, run["id"], many), 413, str(registry.MAX_BATCH_FILES))
-    monkeypatch.setattr(registry, "MAX_BATCH_BYTES", 100)
+                    b"II*\x00") for i in range(batch_framing.MAX_BATCH_FILES + 1)])
+    assert_error(batch(alice, run["id"], many), 413, str(batch_framing.MAX_BATCH_FILES))
+    monkeypatch.setattr(batch_framing, "MAX_BATCH_BYTES", 100)
     assert_error(batch(alice, run["id"], frame(("a.tiff", b"x" * 60), ("b.tiff", b"y" * 60))),
                  413, "'b.tiff'")
-    monkeypatch.setattr(registry, "MAX_BATCH_BODY_BYTES", 1000)
+    monkeypatch.setattr(batch_framing, "MAX_BATCH_BODY_BYTES", 1000)
     assert_error(batch(alice, run["id"], frame(("a.tiff", b"x" * 2000))), 413, "1,000")
     assert listed(alice, run["id"]) == {}
 
@@ -520,10 +520,10 @@ def test_a_failure_while_registering_a_batch_registers_none_of_it(alice, app, mo
                                                                    tmp_path):
     """A batch is one transaction: a crash midway leaves none of its files registered and no
     bytes of them (nor of their downscaled copies)."""
-    from cryovault.ingest import registry
+    from cryovault.ingest import batch_framing, batch_registry
 
     run = epu_run(alice)
-    real = registry.interpret
+    real = batch_registry.interpret
     calls = []
 
     def breaks_on_the_second(*args, **kwargs):
@@ -532,15 +532,16 @@ def test_a_failure_while_registering_a_batch_registers_none_of_it(alice, app, mo
             raise RuntimeError("power cut")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "interpret", breaks_on_the_second)
+    monkeypatch.setattr(batch_registry, "interpret", breaks_on_the_second)
     body = frame((f"{SQUARE}/Data/{ACQUISITION}.mrc", small_mrc(tmp_path)),  # a copy is made
                  *[(f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_1549{i:02d}_fractions.tiff",
                     b"II*\x00" + bytes([i])) for i in range(3)])
     dataset_id = uuid.UUID(run["id"])
     with app.state.sessions() as db:
-        target = registry.open_batch(db, alice.actor, dataset_id, "s")
+        target = batch_registry.open_batch(db, alice.actor, dataset_id, "s")
         with pytest.raises(RuntimeError):
-            registry.register_batch(db, app.state.storages, target, registry.parse_batch(body))
+            batch_registry.register_batch(db, app.state.storages, target,
+                                          batch_framing.parse_batch(body))
     with app.state.sessions() as db:
         keys = [row.key for row in db.query(RunFile)]
     assert keys == []

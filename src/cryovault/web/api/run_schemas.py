@@ -9,8 +9,9 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from cryovault.db.runs import Micrograph, RunFile, Tilt, TiltSeries
+from cryovault.ingest.batch_registry import BatchOutcome
 from cryovault.ingest.interpret import ItemRef
-from cryovault.ingest.registry import BatchOutcome, IngestResult
+from cryovault.ingest.registry import IngestResult
 
 
 class ItemRefOut(BaseModel):

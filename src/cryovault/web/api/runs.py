@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from cryovault.access.actor import Actor
 from cryovault.errors import Invalid, TooLarge
+from cryovault.ingest import batch_framing, batch_registry, registry
 from cryovault.ingest import items as service
-from cryovault.ingest import registry
 from cryovault.storage.checksums import HashingWriter
 from cryovault.storage.ranges import RangeNotSatisfiable, parse_range
 from cryovault.web.api.files import INLINE_SAFE, content_disposition
@@ -104,27 +104,27 @@ async def ingest_file(dataset_id: str, relative_path: str, request: Request,
                          "conflict or a refusal of one file (results' `status` conflict | "
                          "refused, with `detail`) does not fail the others. 401/403/404 for the "
                          "dataset fail the whole request. Body (application/octet-stream): "
-                         + registry.BATCH_FRAMING)
+                         + batch_framing.BATCH_FRAMING)
 async def ingest_batch(dataset_id: str, request: Request,
                        actor: Actor = Depends(current_actor),
                        db: Session = Depends(get_db, scope="function")):
     storages = request.app.state.storages
-    batch = await run_in_threadpool(registry.open_batch, db, actor,
+    batch = await run_in_threadpool(batch_registry.open_batch, db, actor,
                                     parse_id(dataset_id, "dataset"),
                                     request.headers.get("X-Session", ""))
     await run_in_threadpool(db.commit)  # no transaction stays open while the bytes travel
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > registry.MAX_BATCH_BODY_BYTES:
+    if declared.isdigit() and int(declared) > batch_framing.MAX_BATCH_BODY_BYTES:
         raise TooLarge(f"the batch is {int(declared):,} bytes; a batch is limited to "
-                       f"{registry.MAX_BATCH_BODY_BYTES:,} bytes with its header lines")
+                       f"{batch_framing.MAX_BATCH_BODY_BYTES:,} bytes with its header lines")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > registry.MAX_BATCH_BODY_BYTES:
-            raise TooLarge(f"a batch is limited to {registry.MAX_BATCH_BODY_BYTES:,} bytes "
+        if len(body) > batch_framing.MAX_BATCH_BODY_BYTES:
+            raise TooLarge(f"a batch is limited to {batch_framing.MAX_BATCH_BODY_BYTES:,} bytes "
                            "with its header lines")
-    entries = registry.parse_batch(bytes(body))
-    outcomes = await run_in_threadpool(registry.register_batch, db, storages, batch, entries)
+    entries = batch_framing.parse_batch(bytes(body))
+    outcomes = await run_in_threadpool(batch_registry.register_batch, db, storages, batch, entries)
     return IngestBatchOut(results=[IngestBatchFileOut.of(outcome) for outcome in outcomes])
 
 
