@@ -34,9 +34,10 @@ from cryovault.ingest.simulator.epu_plan import (
     choose_squares,
     square_holes,
 )
-from cryovault.ingest.simulator.phantom import project_point
+from cryovault.ingest.simulator.phantom import TomoSpecimen, bead_positions_px
 from cryovault.ingest.simulator.tomo_run import acquisition_order
 from cryovault.ingest.simulator.truth import load_ground_truth
+from cryovault.science.tomo.simulate import Blobs
 
 runner = CliRunner()
 ROOT_NS = "http://schemas.datacontract.org/2004/07/Applications.Epu.Persistence"
@@ -135,15 +136,28 @@ def test_dose_symmetric_order_alternates_in_pairs():
 
 
 def test_projection_follows_the_design_convention():
+    def positions(x: float, y: float, z: float, tilt: float, axis: float
+                  ) -> tuple[float, float]:
+        """Where a bead at (x, y, z) Å lands, relative to the image centre, in Å."""
+        beads = Blobs(np.array([[x, y, z]]), np.array([20.0]), np.array([1.0]))
+        specimen = TomoSpecimen(1500.0, beads, beads)
+        ((px, py),) = bead_positions_px(specimen, tilt, axis, 101, 2.0, (0.0, 0.0))
+        return (px - 50.0) * 2.0, (py - 50.0) * 2.0
+
     for tilt in (0.0, 30.0, -55.0):
         theta = math.radians(tilt)
         x, y, z = 120.0, -40.0, 300.0
-        assert project_point(x, y, z, tilt, 0.0) == pytest.approx(
+        assert positions(x, y, z, tilt, 0.0) == pytest.approx(
             (x * math.cos(theta) + z * math.sin(theta), y))
         # φ = 90°: the axis points along −x; a point on it does not move with the tilt
-        assert project_point(0.0, 500.0, 0.0, tilt, 90.0) == pytest.approx((-500.0, 0.0))
-        u, v = project_point(x, y, z, tilt, 90.0)
+        assert positions(0.0, 500.0, 0.0, tilt, 90.0) == pytest.approx((-500.0, 0.0))
+        u, v = positions(x, y, z, tilt, 90.0)
         assert (u, v) == pytest.approx((-y, x * math.cos(theta) + z * math.sin(theta)))
+    # the tilt's shift [x, y] px moves the content
+    beads = Blobs(np.array([[0.0, 0.0, 0.0]]), np.array([20.0]), np.array([1.0]))
+    specimen = TomoSpecimen(1500.0, beads, beads)
+    ((x, y),) = bead_positions_px(specimen, 40.0, 85.0, 64, 3.0, (2.5, -1.0))
+    assert (x, y) == pytest.approx((34.0, 30.5))
 
 
 def test_grid_and_holes_geometry():

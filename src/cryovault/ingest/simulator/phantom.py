@@ -1,14 +1,21 @@
-"""A 3D phantom for tilt series: a slab of ice with gold beads and protein blobs.
+"""The specimen of a simulated tilt-series position and its tilt images, rendered with the
+tilt-series simulator of `cryovault.science.tomo.simulate` (one phantom model in the code base).
 
-Coordinates are in Å about the volume centre: x along image columns, y along rows, z along the
-beam at zero tilt. Projection follows DESIGN.md "Conventions of geometry": with tilt-axis angle
-φ = 0 a point (x, y, z) seen at tilt θ lands at (x cos θ + z sin θ, y); for other φ that picture
-is rotated by φ counterclockwise about the image centre (the axis direction is (−sin φ, cos φ)),
-and a per-tilt shift [x, y] px is added on top (the tracking error the alignment must find).
+The specimen is a slab of ice filled with that simulator's phantom blobs (`make_blobs`), plus
+10 nm gold beads on both surfaces: a few strong, small Gaussian blobs kept in a separate
+`Blobs` whose weight is the bead's volume (Å³), so that its projection is the path length
+through gold (Å). Coordinates are in Å about the slab's centre: x along image columns, y along
+rows, z along the beam at zero tilt.
 
-The image of a tilt: projected phase (protein and gold) through the CTF at the tilt's defocus,
-times the transmission of the ice slab (path length t / cos θ) and of the gold, in counts at the
-tilt's dose; frames of the movie move that image along a drift trajectory.
+Geometry is `cryovault.science.tomo.geometry`'s forward model (DESIGN.md "Conventions of
+geometry"): a point (x, y, z) seen at tilt θ projects to (u, v) = (x cos θ + z sin θ, y), is
+rotated by the tilt-axis angle φ counterclockwise about the image centre ((n − 1) / 2) and moved
+by the tilt's shift [x, y] px (the tracking error the alignment must find).
+
+The image of a tilt: the projected phase of blobs and gold (`render_projection`) through the
+CTF with the defocus gradient across the tilted specimen (handedness +1) and the slab's
+transmission (`tilt_intensity`), times the gold's absorption; frames of the movie move that image
+along a drift trajectory.
 """
 
 from __future__ import annotations
@@ -19,114 +26,98 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-ICE_MEAN_FREE_PATH_ANGSTROM = 3500.0  # inelastic (energy-filtered) mean free path, 300 kV
-GOLD_MEAN_FREE_PATH_ANGSTROM = 60.0
-PROTEIN_MEAN_FREE_PATH_ANGSTROM = 1500.0  # amplitude contrast of protein over ice (filtered)
-PROTEIN_PHASE_PER_ANGSTROM = 0.0012  # radians per Å of protein path (contrast over ice)
-GOLD_PHASE_PER_ANGSTROM = 0.02
+from cryovault.science.ctf_model import CtfParameters
+from cryovault.science.tomo.geometry import forward_matrix, image_centre, project_points
+from cryovault.science.tomo.simulate import (
+    Blobs,
+    TiltSeriesSpec,
+    make_blobs,
+    render_projection,
+    tilt_intensity,
+)
+
+BEAD_RADIUS_ANGSTROM = 50.0  # 10 nm gold, ±10 %
+GOLD_MEAN_FREE_PATH_ANGSTROM = 60.0  # absorption (energy-filtered) of gold
+GOLD_PHASE_PER_ANGSTROM = 0.02  # radians per Å of gold path
+HANDEDNESS = 1  # defocus gradient of a correctly handed series (science.tomo.simulate)
 
 
 @dataclass(frozen=True)
-class Sphere:
-    """A bead or a blob: centre (Å) and radius (Å)."""
-
-    x: float
-    y: float
-    z: float
-    radius: float
-
-
-@dataclass(frozen=True)
-class Phantom:
-    """The specimen of one tilt-series position."""
+class TomoSpecimen:
+    """The specimen of one tilt-series position: slab thickness (Å), the phantom blobs and the
+    gold beads (centres Å; weight = volume Å³)."""
 
     thickness_angstrom: float
-    beads: tuple[Sphere, ...]
-    blobs: tuple[Sphere, ...]
+    blobs: Blobs
+    beads: Blobs
 
 
-def make_phantom(field_angstrom: float, rng: np.random.Generator, *, beads: int = 10,
-                 blobs: int = 40) -> Phantom:
-    """A slab 1200–2400 Å thick; 10 nm gold beads on both surfaces, protein blobs inside.
-    Objects stay within 80 % of the field so that they remain in view at high tilt."""
+def make_specimen(size_px: int, pixel_size_angstrom: float, angles_deg: list[float],
+                  rng: np.random.Generator, *, beads: int = 10) -> TomoSpecimen:
+    """A slab 1200–2400 Å thick filled with the science simulator's blobs (over the area any
+    tilt in `angles_deg` sees) and `beads` gold beads alternating between the two surfaces,
+    within 80 % of the field so that they stay in view at high tilt."""
     thickness = float(rng.uniform(1200.0, 2400.0))
-    half = 0.4 * field_angstrom
-    bead_list = []
-    for index in range(beads):
-        surface = 1 if index % 2 else -1
-        bead_list.append(Sphere(float(rng.uniform(-half, half)), float(rng.uniform(-half, half)),
-                                surface * (thickness / 2 - 50.0), 50.0))
-    blob_list = []
-    for _ in range(blobs):
-        radius = float(rng.uniform(60.0, 140.0))
-        blob_list.append(Sphere(float(rng.uniform(-half, half)), float(rng.uniform(-half, half)),
-                                float(rng.uniform(-thickness / 2 + radius,
-                                                  thickness / 2 - radius)), radius))
-    return Phantom(thickness, tuple(bead_list), tuple(blob_list))
+    spec = TiltSeriesSpec(shape=(size_px, size_px), pixel_size_angstrom=pixel_size_angstrom,
+                          tilt_angles_degrees=tuple(angles_deg), thickness_nm=thickness / 10.0)
+    blobs = make_blobs(spec, rng)
+    half = 0.4 * size_px * pixel_size_angstrom
+    surface = np.where(np.arange(beads) % 2 == 1, 1.0, -1.0)
+    xy = rng.uniform(-half, half, (beads, 2))
+    radius = rng.uniform(0.9, 1.1, beads) * BEAD_RADIUS_ANGSTROM
+    centres = np.column_stack([xy, surface * (thickness / 2 - radius)])
+    # a Gaussian with a uniform sphere's second moment per axis (R² / 5) and its volume
+    sigma = radius / math.sqrt(5.0)
+    volume = 4.0 / 3.0 * math.pi * radius**3
+    return TomoSpecimen(thickness, blobs, Blobs(centres, sigma, volume))
 
 
-def project_point(x: float, y: float, z: float, tilt_deg: float, axis_deg: float
-                  ) -> tuple[float, float]:
-    """Projected position (Å, about the image centre) of a specimen point."""
-    theta = math.radians(tilt_deg)
-    u, v = x * math.cos(theta) + z * math.sin(theta), y
-    phi = math.radians(axis_deg)
-    return u * math.cos(phi) - v * math.sin(phi), u * math.sin(phi) + v * math.cos(phi)
-
-
-def bead_positions_px(phantom: Phantom, tilt_deg: float, axis_deg: float, size_px: int,
+def bead_positions_px(specimen: TomoSpecimen, tilt_deg: float, axis_deg: float, size_px: int,
                       pixel_size_angstrom: float, shift_px: tuple[float, float]
                       ) -> list[tuple[float, float]]:
-    """Where each gold bead's centre lands in the tilt image (pixels, [x, y])."""
-    centre = (size_px - 1) / 2
-    positions = []
-    for bead in phantom.beads:
-        u, v = project_point(bead.x, bead.y, bead.z, tilt_deg, axis_deg)
-        positions.append((centre + u / pixel_size_angstrom + shift_px[0],
-                          centre + v / pixel_size_angstrom + shift_px[1]))
-    return positions
+    """Where each gold bead's centre lands in the tilt image (pixels [x, y], array coordinates:
+    the first pixel's centre is (0, 0))."""
+    uv = project_points(specimen.beads.centres / pixel_size_angstrom, tilt_deg)
+    r = (uv @ forward_matrix(axis_deg).T + np.asarray(shift_px, dtype=float)
+         + image_centre((size_px, size_px)))
+    return [(float(x), float(y)) for x, y in r]
 
 
-def _chords(spheres: tuple[Sphere, ...], tilt_deg: float, axis_deg: float, size_px: int,
-            pixel_size_angstrom: float, shift_px: tuple[float, float]) -> np.ndarray:
-    """Path length (Å) through the spheres along the beam, per pixel."""
-    out = np.zeros((size_px, size_px), dtype=np.float32)
-    centre = (size_px - 1) / 2
-    for sphere in spheres:
-        u, v = project_point(sphere.x, sphere.y, sphere.z, tilt_deg, axis_deg)
-        cx = centre + u / pixel_size_angstrom + shift_px[0]
-        cy = centre + v / pixel_size_angstrom + shift_px[1]
-        radius_px = sphere.radius / pixel_size_angstrom
-        x0, x1 = max(int(cx - radius_px - 1), 0), min(int(cx + radius_px + 2), size_px)
-        y0, y1 = max(int(cy - radius_px - 1), 0), min(int(cy + radius_px + 2), size_px)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        r2 = ((xx - cx) ** 2 + (yy - cy) ** 2) * pixel_size_angstrom ** 2
-        out[y0:y1, x0:x1] += 2 * np.sqrt(np.clip(sphere.radius ** 2 - r2, 0, None))
-    return out
+def tilt_image(specimen: TomoSpecimen, tilt_deg: float, axis_deg: float, size_px: int,
+               pixel_size_angstrom: float, shift_px: tuple[float, float], ctf: CtfParameters,
+               rng: np.random.Generator) -> np.ndarray:
+    """Expected intensity (relative to the unattenuated beam, ≥ 0, float32) of one tilt, with
+    `ctf` the defocus at the image centre."""
+    shape = (size_px, size_px)
+    shift = np.asarray(shift_px, dtype=float)
+    phase = _projection(specimen.blobs, shape, pixel_size_angstrom, tilt_deg, axis_deg, shift)
+    gold = np.maximum(_projection(specimen.beads, shape, pixel_size_angstrom, tilt_deg,
+                                  axis_deg, shift), 0.0)
+    phase += GOLD_PHASE_PER_ANGSTROM * gold
+    image = tilt_intensity(phase, pixel_size_angstrom, ctf, axis_deg, tilt_deg,
+                           specimen.thickness_angstrom / 10.0, rng, handedness=HANDEDNESS)
+    image *= np.exp(-gold / GOLD_MEAN_FREE_PATH_ANGSTROM)
+    return np.maximum(image, 0.0).astype(np.float32)
 
 
-def tilt_image(phantom: Phantom, tilt_deg: float, axis_deg: float, size_px: int,
-               pixel_size_angstrom: float, shift_px: tuple[float, float],
-               defocus_u_angstrom: float, defocus_v_angstrom: float,
-               astigmatism_angle_deg: float, voltage_kv: float) -> np.ndarray:
-    """Expected intensity (relative to the unattenuated beam) of one tilt, float32."""
-    from cryovault.science.ctf import CtfParameters
-    from cryovault.science.simulate import ctf_image
-
-    protein = _chords(phantom.blobs, tilt_deg, axis_deg, size_px, pixel_size_angstrom, shift_px)
-    gold = _chords(phantom.beads, tilt_deg, axis_deg, size_px, pixel_size_angstrom, shift_px)
-    phase = (PROTEIN_PHASE_PER_ANGSTROM * protein + GOLD_PHASE_PER_ANGSTROM * gold)
-    phase = (phase - phase.mean()).astype(np.float32)
-    ctf = CtfParameters(defocus_u_angstrom, defocus_v_angstrom, astigmatism_angle_deg,
-                        voltage_kv=voltage_kv, b_factor_angstrom2=200.0)
-    image = ctf_image(phase, pixel_size_angstrom, ctf)
-    path = phantom.thickness_angstrom / max(math.cos(math.radians(tilt_deg)), 0.05)
-    transmission = np.exp(-path / ICE_MEAN_FREE_PATH_ANGSTROM
-                          - gold / GOLD_MEAN_FREE_PATH_ANGSTROM
-                          - protein / PROTEIN_MEAN_FREE_PATH_ANGSTROM)
-    return (image * transmission).astype(np.float32)
+def _projection(blobs: Blobs, shape: tuple[int, int], pixel_size_angstrom: float,
+                tilt_deg: float, axis_deg: float, shift: np.ndarray) -> np.ndarray:
+    """`render_projection` of the blobs that land in the image. The phantom spans the area the
+    highest tilt sees, several times the field; `render_projection` splats each blob's centre
+    bilinearly and drops those outside the grid, so passing only the others gives the same
+    image, faster (and zeros when none is in view)."""
+    ny, nx = shape
+    uv = project_points(blobs.centres, tilt_deg) / pixel_size_angstrom
+    m = forward_matrix(axis_deg)
+    c = image_centre(shape) + shift
+    # written out: a (N, 2) @ (2, 2) product is many times slower for N ~ 10⁵
+    x = m[0, 0] * uv[:, 0] + m[0, 1] * uv[:, 1] + c[0]
+    y = m[1, 0] * uv[:, 0] + m[1, 1] * uv[:, 1] + c[1]
+    keep = (x > -1) & (x < nx) & (y > -1) & (y < ny)
+    if not keep.any():
+        return np.zeros(shape, dtype=np.float32)
+    visible = Blobs(blobs.centres[keep], blobs.sigma[keep], blobs.weight[keep])
+    return render_projection(visible, shape, pixel_size_angstrom, tilt_deg, axis_deg, 1.0, shift)
 
 
 def movie_frames(image: np.ndarray, drift_px: np.ndarray, counts_per_pixel: float,

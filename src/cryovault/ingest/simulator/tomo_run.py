@@ -10,11 +10,13 @@ Tomography 5 writes `Position_<n>.mdoc` once, when the series is finished (reade
 murfey take its number of `[ZValue]` sections as the length of the series when it appears), so
 the simulator writes the .mdoc after the last tilt of the position, in one piece.
 
-The movies are projections of a phantom (phantom.py) with the documented geometry; the truth
-(`ground_truth.jsonl`: one "tilt" line per tilt as it is written, one "tilt_series" line per
-finished position) gives angles, acquisition order, per-tilt shifts [x, y] px (content
-displacement: a specimen point that would project to p appears at p + shift), defocus per
-tilt, movie drift, slab thickness and the 3D bead positions.
+The movies are projections of a specimen (phantom.py: the blobs, projection, CTF and slab
+transmission of `cryovault.science.tomo.simulate`, plus gold beads) with the documented
+geometry; the truth (`ground_truth.jsonl`: one "tilt" line per tilt as it is written, one
+"tilt_series" line per finished position) gives angles, acquisition order, per-tilt shifts
+[x, y] px (content displacement: a specimen point that would project to p appears at
+p + shift), defocus per tilt at the image centre (it varies across a tilted image with the
+handedness recorded, +1), movie drift, slab thickness and the 3D bead positions.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ import numpy as np
 from cryovault.ingest.simulator.mdoc_file import MdocHeader, MdocTilt, mdoc_text
 from cryovault.ingest.simulator.output import Pacer, TruthLog, write_file, write_growing
 from cryovault.ingest.simulator.phantom import (
+    HANDEDNESS,
     bead_positions_px,
-    make_phantom,
+    make_specimen,
     movie_frames,
     tilt_image,
 )
+from cryovault.science.ctf_model import CtfParameters
 
 TRUTH_FILE = "ground_truth.jsonl"
 MOVIE_CHUNKS = 4
@@ -145,8 +149,8 @@ class _TomoRun:
         began = time.monotonic()
         size = options.size_px
         pixel = options.pixel_size_angstrom
-        phantom = make_phantom(TOMO_FIELD_ANGSTROM, rng)
         angles = acquisition_order(options.angles(), options.scheme)
+        specimen = make_specimen(size, pixel, angles, rng)
         stage = (float(rng.uniform(-500, 500)), float(rng.uniform(-500, 500)),
                  float(rng.uniform(-50, 50)))
         target_um = -float(rng.choice([2.5, 3.0, 3.5, 4.0]))
@@ -169,9 +173,9 @@ class _TomoRun:
             defocus_u = mean_defocus + astigmatism / 2
             defocus_v = mean_defocus - astigmatism / 2
             shift_px = (float(shift[0]), float(shift[1]))
-            image = tilt_image(phantom, angle, options.tilt_axis_deg, size,
-                               pixel, shift_px, defocus_u, defocus_v,
-                               astigmatism_angle, VOLTAGE_KV)
+            ctf = CtfParameters(defocus_u, defocus_v, astigmatism_angle, voltage_kv=VOLTAGE_KV)
+            image = tilt_image(specimen, angle, options.tilt_axis_deg, size, pixel, shift_px,
+                               ctf, rng)
             drift = simulate_trajectory(options.frames, rng, motion)
             frames = movie_frames(image, drift, counts_per_frame, rng)
             suffix = "_EER.eer" if options.movie_format == "eer" else "_fractions.tiff"
@@ -205,7 +209,7 @@ class _TomoRun:
                 "frames": options.frames,
                 "eer_frames_per_fraction": options.eer_frames_per_fraction if eer else None,
                 "bead_positions_px": [[round(x, 3), round(y, 3)] for x, y in bead_positions_px(
-                    phantom, angle, options.tilt_axis_deg, size, pixel,
+                    specimen, angle, options.tilt_axis_deg, size, pixel,
                     shift_px)]}
             records.append(record)
             self.truth.add("tilt", record)
@@ -222,7 +226,8 @@ class _TomoRun:
             "tilt_axis_angle_deg": options.tilt_axis_deg,
             "pixel_size_angstrom": pixel, "size_px": size,
             "voltage_kv": VOLTAGE_KV, "microscope": MICROSCOPE,
-            "thickness_angstrom": phantom.thickness_angstrom,
+            "thickness_angstrom": specimen.thickness_angstrom,
+            "handedness": HANDEDNESS,
             "tilt_angles_deg": angles,
             "acquisition_order": by_angle,
             "shifts_px": [r["shift_px"] for r in records],
@@ -234,13 +239,12 @@ class _TomoRun:
             "dose_per_tilt_e_per_angstrom2": dose,
             "frames": options.frames, "movies": [r["movie"] for r in records],
             "stage_um": list(stage),
-            "beads_angstrom": [[b.x, b.y, b.z] for b in phantom.beads]})
+            "beads_angstrom": specimen.beads.centres.tolist()})
         self.progress(f"{name}: {len(angles)} tilts ({options.scheme}, "
                       f"{angles[0]:.0f}° first) in {time.monotonic() - began:.1f} s")
         return mdoc
 
     def _write_movie(self, path: Path, frames: np.ndarray, drift: np.ndarray) -> None:
-        from cryovault.science.ctf import CtfParameters
         from cryovault.science.simulate import (
             MovieTruth,
             SimulatedMovie,

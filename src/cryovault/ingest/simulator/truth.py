@@ -8,9 +8,10 @@ Each line is one JSON object with a "kind":
   movie relative to `movies_root` when set —, defocus_u/v_angstrom, astigmatism_angle_deg,
   target_defocus_angstrom, drift_px [[x, y] per frame: displacement of the content], pixel
   size, dose, stage, image shift, acquired_at);
-- tomography: "tilt" (per tilt as written) and "tilt_series" (per finished position:
-  tilt_angles_deg and shifts_px in acquisition order, acquisition_order, defocus per tilt,
-  tilt_axis_angle_deg, thickness_angstrom, beads_angstrom);
+- tomography: "tilt" (per tilt as written: shift_px, defocus, drift_px, bead_positions_px) and
+  "tilt_series" (per finished position: tilt_angles_deg and shifts_px in acquisition order,
+  acquisition_order, defocus per tilt at the image centre, handedness of the defocus gradient
+  across a tilt (+1), tilt_axis_angle_deg, thickness_angstrom, beads_angstrom);
 - "finished" when the run ended.
 Lines are appended once an item's files exist, so the file can be read during a run.
 """
