@@ -44,15 +44,21 @@ def series(tmp_path_factory):
     return root, sim
 
 
-def test_align_json_contract_and_imod_outputs(series, tmp_path):
-    root, sim = series
-    out = tmp_path / "out"
-    out.mkdir()
+@pytest.fixture(scope="module")
+def aligned(series, tmp_path_factory):
+    """One `tomo align --json` run shared by the tests below (the run is the slow part)."""
+    root, _ = series
+    out = tmp_path_factory.mktemp("aligned")
     result = runner.invoke(app, ["tomo", "align", str(root / "TS_01.mrc"), "--angles",
                                  str(root / "TS_01.tlt"), "--pixel-size", str(PIXEL),
                                  "--tilt-axis", "84", "--out-dir", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    return out, json.loads(result.stdout)
+
+
+def test_align_json_contract_and_imod_outputs(series, aligned):
+    _, sim = series
+    out, summary = aligned
     assert set(summary) >= ALIGN_KEYS
     n = len(ANGLES)
     assert summary["tilt_angles_degrees"] == pytest.approx(list(ANGLES))
@@ -78,11 +84,21 @@ def test_align_json_contract_and_imod_outputs(series, tmp_path):
         assert mrc.data.shape == (n - 1, 512, 512)
         assert np.array_equal(mrc.data[3], sim.stack[4])
     assert json.loads((out / "TS_01_align.json").read_text())["kept_indices"] == kept
-    # the human summary
-    human = runner.invoke(app, ["tomo", "align", str(root / "TS_01.mrc"), "--angles",
-                                str(root / "TS_01.tlt"), "--pixel-size", str(PIXEL),
-                                "--tilt-axis", "84", "--out-dir", str(out)])
-    assert human.exit_code == 0 and "dropped #3" in human.output
+
+
+def test_align_human_summary(tmp_path):
+    angles = tuple(float(a) for a in np.arange(-48.0, 48.1, 8.0))
+    sim = simulate_tilt_series(shape=(256, 256), pixel_size_angstrom=PIXEL,
+                               tilt_angles_degrees=angles, thickness_nm=60.0,
+                               bad_tilts=((0, "dark"),), seed=5)
+    _write_stack(tmp_path / "small.mrc", sim.stack, PIXEL)
+    (tmp_path / "small.tlt").write_text("".join(f"{a:.2f}\n" for a in angles))
+    human = runner.invoke(app, ["tomo", "align", str(tmp_path / "small.mrc"), "--angles",
+                                str(tmp_path / "small.tlt"), "--pixel-size", str(PIXEL),
+                                "--tilt-axis", "85"])
+    assert human.exit_code == 0, human.output
+    assert "12 of 13 tilts kept" in human.output and "dropped #0" in human.output
+    assert "handedness" in human.output and "small.xf" in human.output
 
 
 def _mdoc(angles, pixel, axis, *, drop_key=None):
@@ -144,19 +160,13 @@ def test_bad_input_exits_2_with_a_clear_message(series, tmp_path, case, expected
     assert "Traceback" not in result.output
 
 
-def test_reconstruct_after_align_json_contract(series, tmp_path):
-    root, sim = series
-    out = tmp_path / "out"
-    out.mkdir()
-    aligned = runner.invoke(app, ["tomo", "align", str(root / "TS_01.mrc"), "--angles",
-                                  str(root / "TS_01.tlt"), "--pixel-size", str(PIXEL),
-                                  "--tilt-axis", "84", "--out-dir", str(out), "--json"])
-    assert aligned.exit_code == 0, aligned.output
-    outputs = json.loads(aligned.stdout)["outputs"]
+def test_reconstruct_after_align_json_contract(aligned, tmp_path):
+    out, summary = aligned
+    outputs = summary["outputs"]
     result = runner.invoke(app, ["tomo", "reconstruct", outputs["clean_stack"], "--angles",
                                  outputs["tlt"], "--xf", outputs["xf"], "--pixel-size",
                                  str(PIXEL), "--bin", "4", "--method", "sirt", "--iterations",
-                                 "10", "--out-dir", str(out), "--json"])
+                                 "10", "--out-dir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert {"thickness_nm", "thickness_uncertainty_nm", "volume", "preview"} <= set(summary)

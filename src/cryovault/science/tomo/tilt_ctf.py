@@ -27,9 +27,10 @@ inverts, its rings at high frequency, which the model includes (StripSpectra.env
    the same lens for every tilt, √k × the central tilt's information; it is reported for
    every tilt;
 5. every tilt's defocus refined alone with s fixed at the handedness found (+1 when
-   undetermined) and that astigmatism: one round weighted by the ring contrast, then the
-   unweighted correlation up to 4 Å (the weights favour the low-frequency rings, which
-   carry little of the defocus: the unweighted peak is ~2 × sharper in the tests); the
+   undetermined) and that astigmatism, from step 2's defocus (itself weighted by the ring
+   contrast), by the unweighted correlation up to 4 Å (the weights favour the low-frequency
+   rings, which carry little of the defocus: the unweighted peak is ~2 × sharper in the
+   tests; a second weighted round here changed no defocus by more than 1 Å); the
    confidence resolution (ctf_quality.py) on the strips' spectra stretched onto the rings of
    the axis defocus (tilt_spectra.combined_spectrum). `fit_ok` requires the fit's
    significance (its correlation in standard deviations of the correlation of noise,

@@ -90,8 +90,13 @@ class StripCorrelation:
                                                          1e-30)
         self.weights = weights.astype(f32)
         self.centred = (weights * centred).astype(f32)
-        #: ∂χ/∂(m, a, b, s) (4, N): χ + w = p · J − cs_term
-        self.jacobian = np.empty((4, k * count), dtype=f32)
+        #: ∂χ/∂(m, a, b, s) (rows 0-3 of (5, N)) and −cs_term: χ + w = (p, 1) · J
+        self._rows = np.empty((5, k * count), dtype=f32)
+        self._rows[4] = -self.cs_term
+        self.jacobian = self._rows[:4]
+        #: the phase less its m term at the last (a, b, s) evaluated
+        self._fixed_key: tuple[float, float, float] | None = None
+        self._fixed_part: np.ndarray | None = None
         for j, factor in enumerate((plane.cos2a[pick], plane.sin2a[pick])):
             self.jacobian[1 + j].reshape(k, count)[:] = k1g2_1 * factor
         self.jacobian[0] = self.k1g2
@@ -100,9 +105,17 @@ class StripCorrelation:
 
     def phase(self, p: np.ndarray) -> np.ndarray:
         """χ + w (radians) at parameters p = (m, a, b, s) (float32)."""
-        two_chi = np.asarray(p, dtype=np.float32) @ self.jacobian
-        two_chi -= self.cs_term
-        return two_chi
+        f32 = np.float32
+        key = (float(p[1]), float(p[2]), float(p[3]))
+        if key == self._fixed_key:  # only m changed (a refinement of m alone): 2 passes
+            if self._fixed_part is None:
+                self._fixed_part = (np.append(np.asarray(key, dtype=f32), f32(1.0))
+                                    @ self._rows[1:])
+            two_chi = self.jacobian[0] * f32(p[0])
+            two_chi += self._fixed_part
+            return two_chi
+        self._fixed_key, self._fixed_part = key, None
+        return np.append(np.asarray(p, dtype=f32), f32(1.0)) @ self._rows
 
     def evaluate(self, p: np.ndarray, gradient: bool = True) -> tuple[float, np.ndarray]:
         """(correlation, its gradient with respect to (m, a, b, s))."""

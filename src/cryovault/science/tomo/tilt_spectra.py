@@ -68,6 +68,8 @@ class StripSpectra:
         if (not self._sorted or self._sorted[0][0] != wavelength
                 or self._sorted[0][1].shape[1] < end):
             plane = half_plane(self.grid)
+            # at least out to Nyquist (every fit of tilt_ctf.py), so that it is done once
+            end = max(end, plane.nyquist_end)
             index = plane.flat[:end]
             values = self.normalised.reshape(len(self.normalised), -1)[:, index]
             envelopes = np.stack([self.envelope(k, plane.g2[:end], wavelength)
@@ -86,7 +88,9 @@ class StripSpectra:
         key = (k, wavelength)
         if key not in self._envelopes:  # sampled once over the grid's g² range
             delta, weight = self.spreads[k]
-            samples = np.linspace(0.0, float(self.grid.g2.max()), 2048)
+            # ~70 samples a period for spreads up to ±1500 Å at 1 Å/px (300 kV): linear
+            # interpolation is good to ~1e-3
+            samples = np.linspace(0.0, float(self.grid.g2.max()), 1024)
             curve = np.cos(2.0 * math.pi * wavelength * samples[:, None] * delta[None, :])
             self._envelopes[key] = (samples, curve @ weight)
         samples, curve = self._envelopes[key]
@@ -101,15 +105,25 @@ class StripSpectra:
 
 @dataclass(frozen=True)
 class HalfPlane:
-    """The pixels of a grid's half plane (`grid.half`) sorted by g²: flat indices into the
-    tile × tile grid, g² (1/Å²), cos 2α and sin 2α (float32) and the radius (spectrum pixels).
-    An annulus g_low ≤ g ≤ g_high is then a contiguous range (`span`)."""
+    """The pixels of a grid's half plane (`grid.half`) sorted by g²: the tile side, flat
+    indices into the tile × tile grid, g² (1/Å²), cos 2α and sin 2α (float32), the radius
+    and the position relative to the centre (spectrum pixels). An annulus g_low ≤ g ≤ g_high
+    is then a contiguous range (`span`)."""
 
+    tile: int
     flat: np.ndarray
     g2: np.ndarray
     cos2a: np.ndarray
     sin2a: np.ndarray
     radius_px: np.ndarray
+    #: row and column relative to the centre [tile/2, tile/2] (spectrum pixels, float64)
+    dy: np.ndarray
+    dx: np.ndarray
+
+    @property
+    def nyquist_end(self) -> int:
+        """The number of pixels within the Nyquist circle (radius tile / 2)."""
+        return int(np.searchsorted(self.radius_px, 0.5 * self.tile, side="right"))
 
     def span(self, g_low: float, g_high: float) -> tuple[int, int]:
         """[start, end) of the pixels with g_low² ≤ g² ≤ g_high²."""
@@ -131,9 +145,11 @@ def half_plane(grid: SpectrumGrid) -> HalfPlane:
         g2 = grid.g2.ravel()[flat]
         order = np.argsort(g2, kind="stable")
         flat = flat[order]
-        plane = HalfPlane(flat, g2[order], grid.cos2a.ravel()[flat].astype(np.float32),
+        plane = HalfPlane(key[0], flat, g2[order], grid.cos2a.ravel()[flat].astype(np.float32),
                           grid.sin2a.ravel()[flat].astype(np.float32),
-                          grid.radius_px.ravel()[flat])
+                          grid.radius_px.ravel()[flat],
+                          (flat // grid.tile - grid.tile // 2).astype(np.float64),
+                          (flat % grid.tile - grid.tile // 2).astype(np.float64))
         if len(_HALF_PLANES) >= 4:
             _HALF_PLANES.pop(next(iter(_HALF_PLANES)))
         _HALF_PLANES[key] = plane
@@ -175,31 +191,48 @@ def strip_power(image: np.ndarray, corners: np.ndarray, labels: np.ndarray, n_st
     taper = np.outer(tukey(tile, 0.2), tukey(tile, 0.2)).astype(np.float32)
     out = np.zeros((n_strips, tile, tile // 2 + 1), dtype=np.float64)
     batch = 8
+    buffer = np.empty((batch, tile, tile), dtype=np.float32)
     for start in range(0, len(corners), batch):
-        block = np.stack([np.asarray(image[y:y + tile, x:x + tile], dtype=np.float32)
-                          for y, x in corners[start:start + batch]])
-        if not np.isfinite(block).all():
-            raise ScienceInputError("the stack contains NaN or infinite values")
+        block = buffer[:len(corners[start:start + batch])]
+        for j, (y, x) in enumerate(corners[start:start + batch]):
+            block[j] = image[y:y + tile, x:x + tile]
         block -= block.mean(axis=(1, 2), keepdims=True)
         block *= taper
         spectra = sfft.rfft2(block, workers=workers)
         power = spectra.real**2
         power += spectra.imag**2
-        for label, tile_power in zip(labels[start:start + batch], power, strict=True):
-            out[label] += tile_power
+        batch_labels = labels[start:start + batch]
+        for label in np.unique(batch_labels):  # one float64 sum per strip and batch
+            out[label] += power[batch_labels == label].sum(axis=0)
+    # a NaN or infinite pixel makes its tile's mean, hence its whole periodogram, NaN
+    if not np.isfinite(out).all():
+        raise ScienceInputError("the stack contains NaN or infinite values")
     return out
 
 
 def normalise_power(power: np.ndarray, grid: SpectrumGrid) -> np.ndarray:
     """The normalised residual of an rfft2-layout power spectrum, as in
-    power_spectrum.normalised_spectrum (centred, tile × tile, float32)."""
+    power_spectrum.normalised_spectrum (centred, tile × tile, float32). For an even tile only
+    the half plane kx ≥ −2 spectrum pixels is filtered (exactly: the boxes there stay inside
+    the columns filtered) and the other half filled by Friedel symmetry (the spectrum's
+    Nyquist column, kx = −tile/2, is 0): every reader looks at the half plane (`grid.half`)."""
     amplitude = full_centred(np.sqrt(power).astype(np.float32))
-    box = max(9, grid.tile // 16) | 1
-    background = ndimage.uniform_filter(amplitude, size=box, mode="reflect")
-    residual = amplitude - background
+    tile = grid.tile
+    centre = tile // 2
+    box = max(9, tile // 16) | 1
+    start = centre - 2 - 2 * (box // 2) if tile % 2 == 0 else 0
+    start = max(start, 0)
+    part = amplitude[:, start:]
+    background = ndimage.uniform_filter(part, size=box, mode="reflect")
+    residual = part - background
     rms = np.sqrt(ndimage.uniform_filter(residual**2, size=box, mode="reflect"))
     floor = max(float(np.mean(rms)) * 1e-6, 1e-30)
-    normalised = np.clip(residual / np.maximum(rms, floor), -3.0, 3.0)
+    normalised = np.zeros((tile, tile), dtype=np.float32)
+    normalised[:, start:] = np.clip(residual / np.maximum(rms, floor), -3.0, 3.0)
+    if start > 0:  # N(−g) = N(g) for the columns −tile/2 < kx < −2
+        normalised[1:, 1:centre - 2] = normalised[1:, centre + 3:][::-1, ::-1]
+        normalised[0, 1:centre - 2] = normalised[0, centre + 3:][::-1]
+        normalised[:, 0] = 0.0
     normalised[grid.radius_px < 1.5] = 0.0
     return normalised
 
@@ -214,7 +247,8 @@ def strip_spectra(image: np.ndarray, pixel_size: float, tilt_degrees: float,
     n_strips = max(1, min(max_strips, int(math.ceil(span / (tile / 2.0))) + 1))
     edges = np.linspace(distance.min(), distance.max() + 1e-6, n_strips + 1)
     label = np.clip(np.searchsorted(edges, distance, side="right") - 1, 0, n_strips - 1)
-    power = strip_power(image, corners, label, n_strips, tile, workers)
+    by_strip = np.argsort(label, kind="stable")  # a batch of tiles then spans few strips
+    power = strip_power(image, corners[by_strip], label[by_strip], n_strips, tile, workers)
     counts = np.bincount(label, minlength=n_strips)
     tan_t = math.tan(math.radians(tilt_degrees))
     used = np.nonzero(counts)[0]
@@ -263,14 +297,15 @@ def combined_spectrum(strips: StripSpectra, mean_defocus: float, slope: float,
     plane = half_plane(grid)
     end = int(np.searchsorted(plane.radius_px, radius, side="right"))
     flat = plane.flat[:end]
-    rows, cols = np.divmod(flat, grid.tile)
     lam = electron_wavelength_angstrom(voltage_kv)
     a2 = 0.5 * math.pi * cs_mm * 1e7 * lam**3
     g2 = plane.g2[:end]
     chi = math.pi * lam * mean_defocus * g2 - a2 * g2 * g2
-    dy, dx = rows - centre, cols - centre
-    values = np.zeros(rows.size)
+    dy, dx = plane.dy[:end], plane.dx[:end]
+    values = np.zeros(end)
     weights = strips.weights
+    g2_floor = np.maximum(g2, 1e-30)
+    coords = np.empty((2, end))
     for spectrum, offset, weight in zip(strips.normalised, strips.offsets_angstrom, weights,
                                         strict=True):
         a1 = math.pi * lam * max(mean_defocus + slope * offset, 1.0)
@@ -278,8 +313,10 @@ def combined_spectrum(strips: StripSpectra, mean_defocus: float, slope: float,
             u = (a1 - np.sqrt(np.maximum(a1 * a1 - 4.0 * a2 * chi, 0.0))) / (2.0 * a2)
         else:
             u = chi / a1
-        factor = np.sqrt(np.maximum(u, 0.0) / np.maximum(g2, 1e-30))
-        coords = np.stack([centre + dy * factor, centre + dx * factor])
+        factor = np.sqrt(np.maximum(u, 0.0) / g2_floor)
+        np.multiply(dy, factor, out=coords[0])
+        np.multiply(dx, factor, out=coords[1])
+        coords += centre
         values += weight * ndimage.map_coordinates(spectrum, coords, order=1, mode="constant",
                                                    cval=0.0)
     normalised = np.zeros((grid.tile, grid.tile))
