@@ -109,3 +109,16 @@ def test_reconstruct_series_with_a_given_thickness(tmp_path):
     assert result.volume_thickness_px == 120
     assert result.thickness_nm == pytest.approx(100.0, rel=0.10)
     assert result.volume_path.exists() and result.preview_path.exists()
+
+
+def test_slab_edges_ignore_noisy_volume_ends():
+    # a reconstruction much thicker than the slab: its ends (few rays) are noisy, above half
+    from cryovault.science.tomo.thickness import slab_edges
+
+    z = np.arange(400, dtype=float)
+    profile = 0.35 + 0.6 * ((z > 150) & (z < 260))
+    profile[:12] = 0.8
+    profile[-12:] = 0.8
+    edges = slab_edges(profile)
+    assert edges is not None
+    assert abs(edges[0] - 150.5) < 2 and abs(edges[1] - 259.5) < 2

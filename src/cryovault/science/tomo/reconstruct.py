@@ -25,7 +25,7 @@ import mrcfile
 import numpy as np
 
 from cryovault.science.errors import ScienceInputError
-from cryovault.science.tomo.sirt import MAX_TILT_DEGREES, sirt
+from cryovault.science.tomo.sirt import check_stack_and_angles, sirt
 from cryovault.science.tomo.stackops import bin_stack, warp_image
 from cryovault.science.tomo.thickness import Thickness, measure_thickness
 
@@ -84,14 +84,7 @@ def _is_count(value: object) -> bool:
 def _check(stack: np.ndarray, angles: np.ndarray, pixel_size: float,
            xf_rows: np.ndarray | None, binning: int, iterations: int,
            thickness: str | int, name: str) -> None:
-    if stack.ndim != 3:
-        raise ScienceInputError(f"a tilt series must be a 3-D stack (n, ny, nx), got shape "
-                                f"{stack.shape}")
-    if angles.ndim != 1 or len(angles) != stack.shape[0]:
-        raise ScienceInputError(f"{angles.size} tilt angles for a stack of {stack.shape[0]} "
-                                "images")
-    if not np.all(np.isfinite(angles)) or np.max(np.abs(angles)) >= MAX_TILT_DEGREES:
-        raise ScienceInputError(f"tilt angles must be finite and within ±{MAX_TILT_DEGREES:g}°")
+    check_stack_and_angles(stack, angles)
     if len(np.unique(angles)) != len(angles):
         raise ScienceInputError("duplicate tilt angles")
     if not (isinstance(pixel_size, numbers.Real) and math.isfinite(pixel_size)

@@ -42,9 +42,9 @@ def _whole(value: object) -> bool:
             and not isinstance(value, bool) and math.isfinite(value) and int(value) == value)
 
 
-def check_sirt_input(stack: np.ndarray, angles: np.ndarray, thickness_px: int,
-                     iterations: int, relaxation: float) -> None:
-    """Raise ScienceInputError for input `sirt` cannot reconstruct."""
+def check_stack_and_angles(stack: np.ndarray, angles: np.ndarray) -> None:
+    """Raise ScienceInputError unless `stack` is (n, ny, nx) with one finite angle per image,
+    within ±MAX_TILT_DEGREES."""
     if stack.ndim != 3 or min(stack.shape) < 1:
         raise ScienceInputError(f"a tilt series must be a 3-D stack (n, ny, nx), got shape "
                                 f"{stack.shape}")
@@ -53,6 +53,12 @@ def check_sirt_input(stack: np.ndarray, angles: np.ndarray, thickness_px: int,
                                 "images")
     if not np.all(np.isfinite(angles)) or np.max(np.abs(angles)) >= MAX_TILT_DEGREES:
         raise ScienceInputError(f"tilt angles must be finite and within ±{MAX_TILT_DEGREES:g}°")
+
+
+def check_sirt_input(stack: np.ndarray, angles: np.ndarray, thickness_px: int,
+                     iterations: int, relaxation: float) -> None:
+    """Raise ScienceInputError for input `sirt` cannot reconstruct."""
+    check_stack_and_angles(stack, angles)
     if not _whole(thickness_px) or thickness_px < 1:
         raise ScienceInputError(f"thickness {thickness_px!r} px: must be a positive whole number")
     if not _whole(iterations) or iterations < 1:

@@ -67,9 +67,12 @@ def variance_profiles(volume: np.ndarray, tiles: int = TILES) -> np.ndarray:
     return np.array(profiles, dtype=float)
 
 
-def slab_edges(profile: np.ndarray) -> tuple[float, float] | None:
-    """(z_top, z_bottom): the outermost points where a variance profile crosses half-way
-    between its floor and its plateau, or None when the profile shows no slab."""
+def slab_edges(profile: np.ndarray, near: tuple[float, float] | None = None
+               ) -> tuple[float, float] | None:
+    """(z_top, z_bottom): where a variance profile crosses half-way between its floor and its
+    plateau on either side of the slab, or None when the profile shows no slab. With `near`
+    (the whole field's edges, for a tile's noisier profile) the slab is every run above half
+    that overlaps that span."""
     p = ndimage.gaussian_filter1d(np.asarray(profile, dtype=float), _PROFILE_SIGMA,
                                   mode="nearest")
     n = len(p)
@@ -79,8 +82,7 @@ def slab_edges(profile: np.ndarray) -> tuple[float, float] | None:
     if not plateau > floor * 1.5:
         return None
     half = floor + 0.5 * (plateau - floor)
-    above = np.flatnonzero(p >= half)
-    lo, hi = int(above[0]), int(above[-1])  # outermost crossings: dips inside do not matter
+    lo, hi = _slab_run(p >= half, p - floor, max(2, n // 10), near)
     if lo == 0 or hi == n - 1:
         return None  # the slab reaches the volume's end: no edge to measure
 
@@ -89,6 +91,31 @@ def slab_edges(profile: np.ndarray) -> tuple[float, float] | None:
         return outside + (inside - outside) * (half - a) / (b - a)
 
     return crossing(lo, lo - 1), crossing(hi, hi + 1)
+
+
+def _slab_run(above: np.ndarray, weight: np.ndarray, bridge: int,
+              near: tuple[float, float] | None = None) -> tuple[int, int]:
+    """[first, last] index of the slab among the runs of `above`: the run holding the most
+    weight, joined with neighbouring runs less than `bridge` voxels away (dips inside the slab
+    do not split it; the noise that a reconstruction's ends can show, far from the slab, is not
+    taken for it) — or, with `near`, every run overlapping that span."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], above.astype(np.int8), [0]))))
+    runs = [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    if near is not None:
+        overlapping = [r for r in runs if r[1] >= near[0] and r[0] <= near[1]]
+        if overlapping:
+            return overlapping[0][0], overlapping[-1][1]
+    best = max(range(len(runs)), key=lambda k: float(weight[runs[k][0]:runs[k][1] + 1].sum()))
+    lo, hi = runs[best]
+    for a, b in runs[best + 1:]:
+        if a - hi > bridge:
+            break
+        hi = b
+    for a, b in reversed(runs[:best]):
+        if lo - b > bridge:
+            break
+        lo = a
+    return lo, hi
 
 
 def measure_thickness(volume: np.ndarray, pixel_size_angstrom: float,
@@ -111,7 +138,8 @@ def measure_thickness(volume: np.ndarray, pixel_size_angstrom: float,
         raise ScienceInputError("no slab found in the reconstruction: its z profile has no "
                                 "two edges inside the volume (reconstruct thicker?)")
     nm_per_voxel = pixel_size_angstrom / 10.0
-    per_tile = np.array([e[1] - e[0] for e in map(slab_edges, profiles) if e is not None])
+    per_tile = np.array([e[1] - e[0] for e in (slab_edges(p, edges) for p in profiles)
+                         if e is not None])
     voxels = float(edges[1] - edges[0])
     if len(per_tile) >= max(2, len(profiles) // 2):
         # robust spread (1.4826 × median absolute deviation) of the tiles' thicknesses, and
