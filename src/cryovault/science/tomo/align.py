@@ -9,7 +9,6 @@ and the CTF on tiles of the bin-1 images.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -123,7 +122,3 @@ def rotation_degrees(alignment: TiltAlignment) -> np.ndarray:
     """Per tilt, the in-plane rotation the .xf undoes: the refined axis plus the tilt's own
     rotation error (degrees, counter-clockwise from +y)."""
     return alignment.axis_degrees + alignment.rotations_degrees
-
-
-def finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None

@@ -2,12 +2,15 @@
 
 A coarse reconstruction (few SIRT iterations on a small binned copy, thick enough to hold any
 plausible slab) is made with the current alignment. The specimen's contrast is measured as the
-local variance of the band-passed volume; its centre of mass along z in each of a grid of
-columns gives the mid-surface of the slab, to which a plane z = a x + b y + c is fitted
-(weighted by each column's contrast, with one round of outlier rejection). The slope across the
-tilt axis is the Y tilt: the tilt angles are off by it (true tilt = stage angle + Y tilt), so it
-is added to the angles from then on; the slope along the axis is the X tilt (reported, and used
-by the reconstruction to level the slab).
+local variance of the band-passed volume; in each of a grid of columns the middle of the slab is
+halfway between the outermost half-height crossings of the contrast's z profile, and a plane
+z = a x + b y + c is fitted to these (two rounds of outlier rejection). The slope across the
+tilt axis gives a Y tilt, the slope along it the X tilt (reported; good to a few degrees).
+
+The Y tilt — the tilt angles are off by it (true tilt = stage angle + Y tilt), so it is added to
+the angles from then on — is taken from the transmission instead when that measures it to better
+than 0.5° (`transmission_offset`: with an energy filter the slab transmits most where it faces
+the beam), which it does on any specimen thick enough to matter.
 """
 
 from __future__ import annotations
