@@ -28,6 +28,7 @@ from tests.ingest.test_registry_api import (
     frame,
     listed,
     micrographs,
+    power_cut_on_second_interpretation,
     small_mrc,
 )
 
@@ -247,16 +248,7 @@ def test_a_crash_in_a_batch_undoes_the_rows_its_savepoints_created(alice, app, m
     from cryovault.db.runs import RunSession
 
     run = epu_run(alice)
-    real = batch_registry.interpret
-    calls = []
-
-    def breaks_on_the_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("power cut")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(batch_registry, "interpret", breaks_on_the_second)
+    power_cut_on_second_interpretation(monkeypatch)
     body = frame(("EpuSession.dm", (EPU / "EpuSession.dm").read_bytes()),
                  (f"{SQUARE}/Data/{ACQUISITION}_fractions.tiff", b"II*\x00abcd"))
     with app.state.sessions() as db:

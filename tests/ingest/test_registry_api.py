@@ -334,6 +334,22 @@ def test_a_failure_while_interpreting_registers_nothing(alice, app, monkeypatch)
 SESSION_NAME = "Supervisor_20250108_101446_62_cm40593-1_EPU"
 
 
+def power_cut_on_second_interpretation(monkeypatch) -> None:
+    """The batch path crashes while interpreting its second file (a power cut mid-batch)."""
+    from cryovault.ingest import batch_registry
+
+    real = batch_registry.interpret
+    calls = []
+
+    def breaks_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("power cut")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch_registry, "interpret", breaks_on_the_second)
+
+
 def frame(*files: tuple) -> bytes:
     """The batch body: (path, bytes[, mtime[, sha256 or None]]) per file."""
     body = b""
@@ -523,16 +539,7 @@ def test_a_failure_while_registering_a_batch_registers_none_of_it(alice, app, mo
     from cryovault.ingest import batch_framing, batch_registry
 
     run = epu_run(alice)
-    real = batch_registry.interpret
-    calls = []
-
-    def breaks_on_the_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("power cut")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(batch_registry, "interpret", breaks_on_the_second)
+    power_cut_on_second_interpretation(monkeypatch)
     body = frame((f"{SQUARE}/Data/{ACQUISITION}.mrc", small_mrc(tmp_path)),  # a copy is made
                  *[(f"{SQUARE}/Data/FoilHole_1_Data_2_3_20250108_1549{i:02d}_fractions.tiff",
                     b"II*\x00" + bytes([i])) for i in range(3)])

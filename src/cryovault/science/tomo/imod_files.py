@@ -27,6 +27,7 @@ import mrcfile
 import numpy as np
 
 from cryovault.science.errors import ScienceInputError
+from cryovault.science.tomo.inputs import read_text_file
 
 DEFOCUS_HEADER = "1  0 0. 0. 0  3"
 _ASTIGMATISM = 1
@@ -181,15 +182,7 @@ def _row(v: list[float], u_nm: float, v_nm: float, angle: float, number: int,
 
 
 def _data_lines(path: str | Path, what: str) -> Iterable[tuple[int, list[str]]]:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ScienceInputError(f"{what} not found", path) from None
-    except OSError as exc:
-        raise ScienceInputError(f"cannot read the {what}: {exc.strerror or exc}", path) from None
-    if b"\x00" in data:
-        raise ScienceInputError(f"not a text file (binary data), expected an IMOD {what}", path)
-    text = data.decode("utf-8", errors="replace")
+    text = read_text_file(path, f"IMOD {what}")
     return [(n, line.split()) for n, line in enumerate(text.splitlines(), start=1)
             if line.strip()]
 

@@ -49,7 +49,7 @@ class MdocTilts:
 def read_tlt(path: str | Path) -> np.ndarray:
     """The angles (degrees, float64) of an IMOD .tlt or .rawtlt file: one number per line,
     blank lines ignored."""
-    text = _read_text(path, "tilt-angle file")
+    text = read_text_file(path, "tilt-angle file")
     angles = []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
@@ -72,7 +72,7 @@ def read_mdoc(path: str | Path) -> MdocTilts:
     """The tilt angles and acquisition metadata of a SerialEM or Tomography 5 tilt-series
     .mdoc (parsed with the `mdocfile` package). Raises ScienceInputError naming the file and the
     problem for a file that is not a tilt-series .mdoc or lacks TiltAngle or ZValue sections."""
-    text = _read_text(path, ".mdoc file")  # readable text, else a clear error
+    text = read_text_file(path, ".mdoc file")  # readable text, else a clear error
     if not _ZVALUE.search(text):
         raise ScienceInputError("no [ZValue = n] sections: not a tilt-series .mdoc", path)
     import mdocfile  # heavy (pydantic, pandas): imported only when an .mdoc is read
@@ -151,7 +151,9 @@ def check_usable(n_usable: int, *, n_total: int | None = None) -> None:
                                 f"{MIN_USABLE_TILTS} are needed")
 
 
-def _read_text(path: str | Path, what: str) -> str:
+def read_text_file(path: str | Path, what: str) -> str:
+    """The text of a small instrument or IMOD file; ScienceInputError naming `what` and the
+    path when it is missing, unreadable, binary or empty."""
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -160,14 +162,14 @@ def _read_text(path: str | Path, what: str) -> str:
     except OSError as exc:
         raise ScienceInputError(f"cannot read the {what}: {exc.strerror or exc}", path) from None
     if b"\x00" in data:
-        raise ScienceInputError(f"not a text file (binary data), expected a {what}", path)
+        raise ScienceInputError(f"not a text file (binary data): expected the {what}", path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         try:
             text = data.decode("latin-1")
         except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-            raise ScienceInputError(f"not a text file, expected a {what}", path) from None
+            raise ScienceInputError(f"not a text file: expected the {what}", path) from None
     if not text.strip():
         raise ScienceInputError(f"the {what} is empty", path)
     return text
